@@ -1,0 +1,67 @@
+"""The base-model registry: the paper's 42 models with their published results and benchmark features.
+
+`data/models.csv` is built from the shared reference by `scripts/build_models_csv.py`.
+"""
+import difflib
+from functools import cache
+from importlib import resources
+from pathlib import Path
+
+import pandas as pd
+
+SIZE_GROUPS = ("<3B", "3-6B", ">=6B")
+
+
+class RegistryError(ValueError):
+    """A name the registry does not know; the message suggests the nearest known one."""
+
+
+def _unknown(kind: str, name: str, known) -> RegistryError:
+    close = difflib.get_close_matches(name, list(known), n=1)
+    hint = f"; did you mean {close[0]!r}?" if close else ""
+    return RegistryError(f"unknown {kind} {name!r}{hint} (python -m rmsweep.run --list-families lists them)")
+
+
+@cache
+def models() -> pd.DataFrame:
+    with resources.files("rmsweep").joinpath("data/models.csv").open() as handle:
+        return pd.read_csv(handle)
+
+
+def families() -> dict[str, list[str]]:
+    """Family key -> model names, in registry order."""
+    return {key: list(group["name"]) for key, group in models().groupby("family_key", sort=True)}
+
+
+def family(key: str) -> pd.DataFrame:
+    table = models()
+    if key not in set(table["family_key"]):
+        raise _unknown("family", key, table["family_key"].unique())
+    return table[table["family_key"] == key].reset_index(drop=True)
+
+
+def model(name: str) -> pd.Series:
+    """A model by its name (`gemma-2-2b-it`) or hub id (`google/gemma-2-2b-it`)."""
+    table = models()
+    match = table[(table["name"] == name) | (table["hf_id"] == name)]
+    if match.empty:
+        raise _unknown("model", name, table["name"])
+    return match.iloc[0]
+
+
+def size_group(group: str) -> pd.DataFrame:
+    if group not in SIZE_GROUPS:
+        raise _unknown("size group", group, SIZE_GROUPS)
+    table = models()
+    return table[table["size_group"] == group].reset_index(drop=True)
+
+
+def model_spec(row: pd.Series, scale: str, model_dir: Path | None = None) -> dict:
+    """Where a model's weights come from: its tiny twin, a local directory, or the hub id."""
+    if scale == "tiny":
+        source = "tiny"
+    elif model_dir is not None:
+        source = str(Path(model_dir) / row["name"])
+    else:
+        source = row["hf_id"]
+    return {"source": source, "architecture": row["architecture"]}

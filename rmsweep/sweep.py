@@ -1,0 +1,219 @@
+"""Ray Tune wiring: one Tune run for all base models of a sweep.
+
+- searcher: one Optuna TPE study per base model, multiplexed (`PerModelSearcher`), so a model's lr and
+  epochs are tuned on that model's own results;
+- scheduler: one ASHA per base model (`PerModelASHA`): a trial competes only with trials of its own model;
+- trial: a function that builds and fits a `TorchTrainer` (Ray Train V2 cannot be passed to a Tuner);
+  `TuneReportCallback` forwards every worker report to Tune; hyperparameters are sampled once here, in the
+  driver, and reach every rank through `train_loop_config`;
+- `LedgerCallback` sends each finished trial to the aggregator actor.
+"""
+import os
+import pickle
+import time
+from collections import Counter
+
+import ray
+import ray.train
+import optuna
+from optuna.samplers import TPESampler
+from ray import tune
+from ray.train.torch import TorchTrainer
+from ray.tune.integration.ray_train import CHECKPOINT_PATH_KEY, TuneReportCallback
+from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
+from ray.tune.search import Searcher
+from ray.tune.search.optuna import OptunaSearch
+
+from rmsweep.train import train_loop_per_worker
+
+METRIC, MODE = "val_accuracy", "max"
+optuna.logging.set_verbosity(optuna.logging.WARNING)  # one line per study created is noise here
+TRIAL_DRIVER_CPUS = 0.01  # the trial function only waits on its worker group; Tune refuses a zero request
+
+
+class PerModelSearcher(Searcher):
+    """One Optuna study per base model; trials are handed out round-robin across models."""
+
+    def __init__(self, models: list[str], distributions: dict, samples_per_model: int, seed: int):
+        super().__init__(metric=METRIC, mode=MODE)
+        self._studies = {
+            model: OptunaSearch(space=distributions, metric=METRIC, mode=MODE, sampler=TPESampler(seed=seed + index))
+            for index, model in enumerate(models)
+        }
+        self._samples_per_model = samples_per_model
+        self._suggested = Counter()
+        self._model_of_trial = {}
+
+    def set_search_properties(self, metric, mode, config, **spec) -> bool:
+        return True  # metric, mode and space are fixed at construction
+
+    def suggest(self, trial_id: str):
+        open_models = [m for m in self._studies if self._suggested[m] < self._samples_per_model]
+        if not open_models:
+            return Searcher.FINISHED
+        model = min(open_models, key=lambda m: self._suggested[m])
+        self._suggested[model] += 1
+        self._model_of_trial[trial_id] = model
+        return {"model": model, **self._studies[model].suggest(trial_id)}
+
+    def on_trial_result(self, trial_id: str, result: dict) -> None:
+        self._studies[self._model_of_trial[trial_id]].on_trial_result(trial_id, result)
+
+    def on_trial_complete(self, trial_id: str, result=None, error: bool = False) -> None:
+        self._studies[self._model_of_trial[trial_id]].on_trial_complete(trial_id, result=result, error=error)
+
+    def save(self, checkpoint_path: str) -> None:
+        with open(checkpoint_path, "wb") as handle:
+            pickle.dump(self.__dict__, handle)
+
+    def restore(self, checkpoint_path: str) -> None:
+        with open(checkpoint_path, "rb") as handle:
+            self.__dict__.update(pickle.load(handle))
+
+
+class PerModelASHA(FIFOScheduler):
+    """ASHA with separate rungs for each base model."""
+
+    def __init__(self, max_t: int, grace_period: int, reduction_factor: int):
+        super().__init__()
+        self._asha_settings = dict(max_t=max_t, grace_period=min(grace_period, max_t),
+                                   reduction_factor=reduction_factor, stop_last_trials=False)
+        self._by_model = {}
+
+    def set_search_properties(self, metric, mode, **spec) -> bool:
+        return True
+
+    def _asha(self, trial) -> ASHAScheduler:
+        model = trial.config["model"]
+        if model not in self._by_model:
+            self._by_model[model] = ASHAScheduler(metric=METRIC, mode=MODE, **self._asha_settings)
+        return self._by_model[model]
+
+    def on_trial_add(self, tune_controller, trial):
+        self._asha(trial).on_trial_add(tune_controller, trial)
+
+    def on_trial_result(self, tune_controller, trial, result):
+        return self._asha(trial).on_trial_result(tune_controller, trial, result)
+
+    def on_trial_complete(self, tune_controller, trial, result):
+        self._asha(trial).on_trial_complete(tune_controller, trial, result)
+
+    def on_trial_remove(self, tune_controller, trial):
+        self._asha(trial).on_trial_remove(tune_controller, trial)
+
+    def on_trial_error(self, tune_controller, trial):
+        self._asha(trial).on_trial_remove(tune_controller, trial)
+
+    def debug_string(self) -> str:
+        return "; ".join(f"{model}: {asha.debug_string()}" for model, asha in self._by_model.items())
+
+
+def run_trial(config: dict, settings: dict) -> None:
+    """One trial: fit a TorchTrainer with this trial's sampled lr and epochs."""
+    trial_id = tune.get_context().get_trial_id()
+    model = config["model"]
+    train_config = {
+        **settings["training"], "model": model, "model_spec": settings["model_specs"][model],
+        "rm_type": settings["rm_type"], "lr": config["lr"], "epochs": config["epochs"], "seed": settings["seed"],
+        "data_seed": settings["data_seed"], "regression_weights": settings["regression_weights"],
+    }
+    # The trial driver's token CPU comes out of its workers' share: a trial reserves workers x cpus-per-worker.
+    workers = settings["workers_per_trial"]
+    resources = {"CPU": settings["cpus_per_worker"] - TRIAL_DRIVER_CPUS / workers, "GPU": settings["gpus_per_worker"]}
+    trainer = TorchTrainer(
+        train_loop_per_worker,
+        train_loop_config=train_config,
+        scaling_config=ray.train.ScalingConfig(
+            num_workers=workers, use_gpu=settings["gpus_per_worker"] > 0,
+            resources_per_worker={k: v for k, v in resources.items() if v},
+        ),
+        run_config=ray.train.RunConfig(
+            name=trial_id,
+            storage_path=settings["checkpoint_storage"],
+            callbacks=[TuneReportCallback()],
+            # Only improving evaluations carry a checkpoint; keeping one keeps the best.
+            checkpoint_config=ray.train.CheckpointConfig(
+                num_to_keep=1, checkpoint_score_attribute=METRIC, checkpoint_score_order=MODE,
+            ),
+        ),
+    )
+    trainer.fit()
+
+
+class LedgerCallback(tune.Callback):
+    """Follows every trial's reports and sends each finished trial, as one ledger row, to the aggregator."""
+
+    def __init__(self, aggregator, total_trials: int):
+        self._aggregator = aggregator
+        self._total = total_trials
+        self._finished = 0
+        self._trials = {}
+
+    def on_trial_start(self, iteration, trials, trial, **info):
+        self._trials[trial.trial_id] = {"started": time.time(), "best": float("-inf"), "checkpoint": None,
+                                        "step": 0, "total_steps": None}
+
+    def on_trial_result(self, iteration, trials, trial, result, **info):
+        state = self._trials[trial.trial_id]
+        state["step"], state["total_steps"] = result["step"], result["total_steps"]
+        if result[METRIC] > state["best"]:
+            state["best"] = result[METRIC]
+        if result.get(CHECKPOINT_PATH_KEY):  # only improvements carry one: the latest is the best
+            state["checkpoint"] = result[CHECKPOINT_PATH_KEY]
+
+    def on_trial_complete(self, iteration, trials, trial, **info):
+        self._record(trial, failed=False)
+
+    def on_trial_error(self, iteration, trials, trial, **info):
+        self._record(trial, failed=True)
+
+    def _record(self, trial, failed: bool) -> None:
+        state = self._trials.get(trial.trial_id) or {"started": time.time(), "best": float("nan"),
+                                                     "checkpoint": None, "step": 0, "total_steps": None}
+        stopped_early = not failed and state["total_steps"] is not None and state["step"] < state["total_steps"]
+        status = "error" if failed else "stopped_early" if stopped_early else "completed"
+        row = {
+            "trial_id": trial.trial_id, "model": trial.config["model"], "lr": trial.config["lr"],
+            "epochs": trial.config["epochs"], "status": status, "stopped_early": stopped_early,
+            "steps": state["step"], "total_steps": state["total_steps"], "best_val_accuracy": state["best"],
+            "wall_seconds": round(time.time() - state["started"], 1), "checkpoint": state["checkpoint"],
+        }
+        self._finished += 1
+        ray.get(self._aggregator.record_trial.remote(row))
+        print(f"[{self._finished}/{self._total}] {row['model']}  lr={row['lr']:.2e} epochs={row['epochs']}  "
+              f"val_accuracy={row['best_val_accuracy']:.3f}  {status}  ({row['wall_seconds']:.0f} s)", flush=True)
+
+
+def max_concurrent_trials(workers_per_trial: int, cpus_per_worker: float, gpus_per_worker: float) -> int:
+    """How many trials' worker groups fit the cluster at once (at least 1)."""
+    available = ray.cluster_resources()
+    fits = [available.get("CPU", 0) // (workers_per_trial * cpus_per_worker)]
+    if gpus_per_worker:
+        fits.append(available.get("GPU", 0) // (workers_per_trial * gpus_per_worker))
+    return max(1, int(min(fits)))
+
+
+def run_sweep(settings: dict, space, aggregator, run_dir) -> tune.ResultGrid:
+    models = list(settings["model_specs"])
+    steps_per_epoch = settings["train_examples"] // settings["training"]["global_batch_size"]
+    max_evaluations = max(1, max(space.epochs) * steps_per_epoch // settings["training"]["eval_every"])
+    total_trials = len(models) * settings["samples_per_model"]
+    concurrency = max_concurrent_trials(settings["workers_per_trial"], settings["cpus_per_worker"],
+                                        settings["gpus_per_worker"])
+    settings = {**settings, "checkpoint_storage": os.fspath(run_dir / "checkpoints")}
+    tuner = tune.Tuner(
+        tune.with_resources(tune.with_parameters(run_trial, settings=settings), {"CPU": TRIAL_DRIVER_CPUS}),
+        tune_config=tune.TuneConfig(
+            search_alg=PerModelSearcher(models, space.distributions(), settings["samples_per_model"], settings["seed"]),
+            scheduler=PerModelASHA(max_evaluations, space.asha["grace_period"], space.asha["reduction_factor"]),
+            num_samples=total_trials,
+            max_concurrent_trials=concurrency,
+        ),
+        run_config=tune.RunConfig(
+            name="tune", storage_path=os.fspath(run_dir), verbose=0,
+            callbacks=[LedgerCallback(aggregator, total_trials)],
+        ),
+    )
+    print(f"sweeping {len(models)} base model(s) x {settings['samples_per_model']} trials, "
+          f"{concurrency} at a time", flush=True)
+    return tuner.fit()

@@ -1,0 +1,38 @@
+"""Bad input exits 2 with one line on stderr and writes nothing."""
+import os
+import subprocess
+import sys
+
+import pytest
+
+
+def run_cli(*args, cwd, env=None):
+    return subprocess.run([sys.executable, "-m", "rmsweep.run", *args], cwd=cwd, capture_output=True, text=True,
+                          env={**os.environ, **(env or {})}, timeout=120)
+
+
+def test_list_families(tmp_path):
+    result = run_cli("--list-families", cwd=tmp_path)
+    assert result.returncode == 0
+    assert "gemma2" in result.stdout and "google/gemma-2-2b-it" in result.stdout
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--family", "gema2", "--scale", "tiny"], "unknown family 'gema2'; did you mean 'gemma2'?"),
+    (["--family", "gemma2", "--models", "Qwen2.5-7B-Instruct", "--scale", "tiny"], "is not in family"),
+    (["--family", "gemma2", "--scale", "tiny", "--num-samples", "0"], "--num-samples must be positive"),
+    (["--family", "gemma2", "--scale", "tiny", "--workers-per-trial", "3"], "not a multiple"),
+    (["--scale", "tiny"], "--family is required"),
+    (["--family", "gemma2"], "--scale tiny"),  # real checkpoints, hub unreachable
+])
+def test_bad_input_exits_2_with_one_line_and_writes_nothing(tmp_path, args, message):
+    result = run_cli(*args, "--storage", str(tmp_path / "runs"), cwd=tmp_path, env={"HF_HUB_OFFLINE": "1"})
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.count("\n") == 1 and message in result.stderr
+    assert not (tmp_path / "runs").exists()
+
+
+def test_existing_run_directory_is_not_replaced(tmp_path):
+    (tmp_path / "runs" / "gemma2-bt-tiny").mkdir(parents=True)
+    result = run_cli("--family", "gemma2", "--scale", "tiny", "--storage", str(tmp_path / "runs"), cwd=tmp_path)
+    assert result.returncode == 2 and "--overwrite" in result.stderr

@@ -1,0 +1,43 @@
+import pytest
+
+from rmsweep import registry
+
+
+def test_all_paper_models_are_registered():
+    table = registry.models()
+    assert len(table) == 42
+    assert table["hf_id"].is_unique and table["name"].is_unique
+    assert set(table["size_group"]) == set(registry.SIZE_GROUPS)
+
+
+def test_query_by_family():
+    assert list(registry.family("gemma2")["name"]) == ["gemma-2-9b-it", "gemma-2-2b-it"]
+    assert len(registry.family("qwen2.5")) == 4
+    assert set(registry.family("llama3.1")["name"]) == {"Llama-3.1-8B-Instruct", "Llama-3.1-8B"}
+    assert "tulu3" in registry.families()
+
+
+def test_query_by_name_and_hub_id():
+    by_name = registry.model("gemma-2-2b-it")
+    assert by_name["hf_id"] == "google/gemma-2-2b-it"
+    assert by_name["params_b"] == pytest.approx(2.61)
+    assert registry.model("Qwen/Qwen2.5-7B-Instruct")["size_group"] == ">=6B"
+
+
+def test_query_by_size_group():
+    small = registry.size_group("<3B")
+    assert len(small) > 0 and (small["params_b"] < 3).all()
+
+
+def test_unknown_names_suggest_the_nearest():
+    with pytest.raises(registry.RegistryError, match="did you mean 'gemma2'"):
+        registry.family("gema2")
+    with pytest.raises(registry.RegistryError, match="unknown model"):
+        registry.model("no-such-model")
+
+
+def test_model_spec_sources(tmp_path):
+    row = registry.model("gemma-2-2b-it")
+    assert registry.model_spec(row, "tiny") == {"source": "tiny", "architecture": "gemma2"}
+    assert registry.model_spec(row, "full")["source"] == "google/gemma-2-2b-it"
+    assert registry.model_spec(row, "full", tmp_path)["source"] == str(tmp_path / "gemma-2-2b-it")
