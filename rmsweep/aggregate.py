@@ -43,9 +43,10 @@ def score_checkpoint(checkpoint_path: str, eval_rows: list[dict], max_length: in
     """RewardBench-style scores of one checkpoint on the eval rows."""
     with ray.train.Checkpoint(checkpoint_path).as_directory() as directory:
         tokenizer, model, meta = modeling.load_checkpoint(Path(directory))
+    device = "cuda" if torch.cuda.is_available() else "cpu"
     pairs = datasets.tokenize_pairs(tokenizer, eval_rows, max_length)
     weights = torch.tensor(meta["regression_weights"]) if meta["rm_type"] == "regression" else None
-    chosen, rejected = modeling.score_pairs(model, pairs, tokenizer.pad_token_id, weights=weights)
+    chosen, rejected = modeling.score_pairs(model.to(device), pairs, tokenizer.pad_token_id, device, weights)
     return evaluate.rewardbench_scores([row["subset"] for row in eval_rows], chosen.numpy(), rejected.numpy())
 
 
@@ -69,7 +70,8 @@ class Aggregator:
         best = scored.loc[scored.groupby("model")["best_val_accuracy"].idxmax()]
         eval_rows = datasets.builtin(self._sweep["data_seed"])["eval"]
         max_length = self._sweep["training"]["max_length"]
-        scores = ray.get([score_checkpoint.remote(path, eval_rows, max_length) for path in best["checkpoint"]])
+        scorer = score_checkpoint.options(num_gpus=min(1.0, self._sweep["gpus_per_worker"]))
+        scores = ray.get([scorer.remote(path, eval_rows, max_length) for path in best["checkpoint"]])
         best_per_model = self._best_per_model(best, scores)
         atomic.write_csv(self._run_dir / "best_per_model.csv", best_per_model)
 

@@ -79,8 +79,16 @@ def save_reward_model(model, tokenizer, directory: Path, meta: dict) -> None:
 
 
 def load_checkpoint(directory: Path):
-    """(tokenizer, model, meta) from a directory written by `save_reward_model`."""
-    tokenizer = AutoTokenizer.from_pretrained(directory)
-    model = AutoModelForSequenceClassification.from_pretrained(directory, use_safetensors=True)
+    """(tokenizer, model, meta) from a directory written by `save_reward_model`.
+
+    `meta["model_spec"]` says where the base model came from. A tiny twin's tokenizer is rebuilt: AutoTokenizer
+    would pick the tokenizer class of the architecture (Qwen2Tokenizer for a qwen2 config), not the word-level
+    one it was trained with.
+    """
     meta = json.loads((Path(directory) / META_FILE).read_text())
+    if meta["model_spec"]["source"] == "tiny":
+        tokenizer = tiny.tiny_tokenizer()
+    else:
+        tokenizer = AutoTokenizer.from_pretrained(directory)
+    model = AutoModelForSequenceClassification.from_pretrained(directory, use_safetensors=True)
     return tokenizer, model, meta

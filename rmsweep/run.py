@@ -66,16 +66,14 @@ def check_hub_reachable(specs: dict) -> None:
     """Real checkpoints need the hub (or --model-dir): fail at once when it cannot be reached."""
     from huggingface_hub import HfApi
 
-    source = next(iter(specs.values()))["source"]
-    if Path(source).exists():
-        return
-    try:
-        HfApi().model_info(source, timeout=10)
-    except Exception as error:  # offline mode, DNS, refused, timeout, gated without a token
-        raise UsageError(
-            f"cannot reach the Hugging Face hub for {source} ({type(error).__name__}); "
-            "use --scale tiny to run offline, or --model-dir DIR with the checkpoints in DIR/<model name>"
-        ) from None
+    for source in (spec["source"] for spec in specs.values()):
+        try:
+            HfApi().model_info(source, timeout=10)
+        except Exception as error:  # offline mode, DNS, refused, timeout, gated without a token
+            raise UsageError(
+                f"cannot reach the Hugging Face hub for {source} ({type(error).__name__}); "
+                "use --scale tiny to run offline, or --model-dir DIR with the checkpoints in DIR/<model name>"
+            ) from None
 
 
 def resolve(args: argparse.Namespace) -> tuple[dict, spaces.SearchSpace, Path]:
@@ -121,20 +119,29 @@ def resolve(args: argparse.Namespace) -> tuple[dict, spaces.SearchSpace, Path]:
         raise UsageError(f"storage {args.storage} is not writable")
 
     specs = {row["name"]: registry.model_spec(row, args.scale, args.model_dir) for _, row in members.iterrows()}
-    if args.scale == "full":
+    if args.scale == "full" and not args.model_dir:
         check_hub_reachable(specs)
-    corpus_size = len(synthetic.builtin_splits(args.seed)["train"])
     settings = {
         "family": args.family, "rm_type": args.rm_type, "scale": args.scale, "name": name, "seed": args.seed,
         "data_seed": args.seed, "model_specs": specs, "samples_per_model": args.num_samples,
         "workers_per_trial": args.workers_per_trial, "cpus_per_worker": args.cpus_per_worker,
         "gpus_per_worker": args.gpus_per_worker, "training": training,
-        "train_examples": corpus_size * (2 if args.rm_type == "regression" else 1),
+        "train_examples": synthetic.TRAIN_PAIRS * (2 if args.rm_type == "regression" else 1),  # ratings: 2 per pair
         "regression_weights": list(synthetic.NEMOTRON_WEIGHTS),
         "search_space": {"file": str(space.path), "lr": [space.lr_low, space.lr_high], "epochs": list(space.epochs),
                          "asha": space.asha},
     }
     return settings, space, run_dir
+
+
+def unplaceable_request(settings: dict, cluster: dict) -> str | None:
+    """Why one trial's worker group can never start on this cluster, or None if it can."""
+    for resource, per_worker in (("CPU", settings["cpus_per_worker"]), ("GPU", settings["gpus_per_worker"])):
+        needed, available = settings["workers_per_trial"] * per_worker, cluster.get(resource, 0)
+        if needed > available:
+            return (f"a trial needs {needed:g} {resource} ({settings['workers_per_trial']} workers x {per_worker:g}) "
+                    f"but the cluster has {available:g}; lower --workers-per-trial or --{resource.lower()}s-per-worker")
+    return None
 
 
 def versions() -> dict:
@@ -158,16 +165,20 @@ def main(argv=None) -> int:
 
     from rmsweep import aggregate, sweep
 
+    if not ray.is_initialized():  # a caller (tests, a notebook) may have started Ray already
+        context = ray.init(address=os.environ.get("RAY_ADDRESS"), namespace="rmsweep", log_to_driver=False)
+        print(f"Ray dashboard: http://{context.dashboard_url}", flush=True)
+    unplaceable = unplaceable_request(settings, ray.cluster_resources())
+    if unplaceable:
+        print(f"rmsweep.run: error: {unplaceable}", file=sys.stderr)
+        return 2
+
     if run_dir.exists():
         shutil.rmtree(run_dir)  # --overwrite, checked in resolve()
     run_dir.mkdir(parents=True)
     started = time.time()
     record = {**settings, "versions": versions(), "started": time.strftime("%Y-%m-%dT%H:%M:%S")}
     atomic.write_text(run_dir / "sweep.json", json.dumps(record, indent=2))
-
-    if not ray.is_initialized():  # a caller (tests, a notebook) may have started Ray already
-        context = ray.init(address=os.environ.get("RAY_ADDRESS"), namespace="rmsweep", log_to_driver=False)
-        print(f"Ray dashboard: http://{context.dashboard_url}", flush=True)
     print(f"run directory: {run_dir}", flush=True)
     aggregator = aggregate.Aggregator.options(name=aggregate.actor_name(settings["name"])).remote(
         os.fspath(run_dir), settings)

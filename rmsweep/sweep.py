@@ -13,6 +13,7 @@ import pickle
 import time
 from collections import Counter
 
+import numpy as np
 import ray
 import ray.train
 import optuna
@@ -149,15 +150,17 @@ class LedgerCallback(tune.Callback):
         self._finished = 0
         self._trials = {}
 
+    @staticmethod
+    def _new_state() -> dict:
+        return {"started": time.time(), "best": float("nan"), "checkpoint": None, "step": 0, "total_steps": None}
+
     def on_trial_start(self, iteration, trials, trial, **info):
-        self._trials[trial.trial_id] = {"started": time.time(), "best": float("-inf"), "checkpoint": None,
-                                        "step": 0, "total_steps": None}
+        self._trials[trial.trial_id] = self._new_state()
 
     def on_trial_result(self, iteration, trials, trial, result, **info):
         state = self._trials[trial.trial_id]
         state["step"], state["total_steps"] = result["step"], result["total_steps"]
-        if result[METRIC] > state["best"]:
-            state["best"] = result[METRIC]
+        state["best"] = float(np.fmax(state["best"], result[METRIC]))  # fmax: the first result replaces NaN
         if result.get(CHECKPOINT_PATH_KEY):  # only improvements carry one: the latest is the best
             state["checkpoint"] = result[CHECKPOINT_PATH_KEY]
 
@@ -168,8 +171,7 @@ class LedgerCallback(tune.Callback):
         self._record(trial, failed=True)
 
     def _record(self, trial, failed: bool) -> None:
-        state = self._trials.get(trial.trial_id) or {"started": time.time(), "best": float("nan"),
-                                                     "checkpoint": None, "step": 0, "total_steps": None}
+        state = self._trials.get(trial.trial_id) or self._new_state()  # e.g. failed before it started
         stopped_early = not failed and state["total_steps"] is not None and state["step"] < state["total_steps"]
         status = "error" if failed else "stopped_early" if stopped_early else "completed"
         row = {

@@ -182,7 +182,11 @@ def ratings(pairs: list[dict]) -> list[dict]:
     ]
 
 
-def builtin_splits(seed: int = 0, train_pairs: int = 2048, validation_pairs: int = 256, eval_per_subset: int = 48) -> dict:
+TRAIN_PAIRS = 2048
+
+
+def builtin_splits(seed: int = 0, train_pairs: int = TRAIN_PAIRS, validation_pairs: int = 256,
+                   eval_per_subset: int = 48) -> dict:
     """The whole built-in corpus; distinct seeds keep the splits disjoint draws."""
     return {
         "train": preference_pairs(train_pairs, seed),

@@ -120,7 +120,8 @@ def fit_reward_model(config: dict, report, rank: int = 0, world_size: int = 1, d
             metrics["best_val_accuracy"] = best_accuracy
             if improved and rank == 0:
                 with tempfile.TemporaryDirectory() as checkpoint_dir:
-                    meta = {key: config[key] for key in ("model", "rm_type", "lr", "epochs", "regression_weights")}
+                    meta = {key: config[key] for key in
+                            ("model", "model_spec", "rm_type", "lr", "epochs", "regression_weights")}
                     modeling.save_reward_model(model, tokenizer, checkpoint_dir, {**meta, **metrics})
                     report(metrics, checkpoint_dir)
             else:

@@ -36,3 +36,12 @@ def test_existing_run_directory_is_not_replaced(tmp_path):
     (tmp_path / "runs" / "gemma2-bt-tiny").mkdir(parents=True)
     result = run_cli("--family", "gemma2", "--scale", "tiny", "--storage", str(tmp_path / "runs"), cwd=tmp_path)
     assert result.returncode == 2 and "--overwrite" in result.stderr
+
+
+def test_a_trial_larger_than_the_cluster_is_refused():
+    from rmsweep.run import unplaceable_request
+
+    settings = {"workers_per_trial": 2, "cpus_per_worker": 1.0, "gpus_per_worker": 1.0}
+    assert unplaceable_request(settings, {"CPU": 16.0, "GPU": 2.0}) is None
+    assert "needs 2 GPU" in unplaceable_request(settings, {"CPU": 16.0})
+    assert "needs 2 CPU" in unplaceable_request(settings, {"CPU": 1.0, "GPU": 8.0})

@@ -44,11 +44,35 @@ def test_reward_read_at_last_real_token_even_when_pad_equals_eos():
     torch.testing.assert_close(full, model.score(hidden))
 
 
-def test_checkpoint_round_trip(tmp_path):
-    tokenizer, model = modeling.load_reward_model({"source": "tiny", "architecture": "qwen2"}, num_outputs=5)
-    modeling.save_reward_model(model, tokenizer, tmp_path, {"rm_type": "regression"})
+@pytest.mark.parametrize("architecture", sorted(tiny.ARCHITECTURES))
+def test_checkpoint_round_trip_keeps_tokenizer_and_rewards(tmp_path, architecture):
+    spec = {"source": "tiny", "architecture": architecture}
+    tokenizer, model = modeling.load_reward_model(spec, num_outputs=5)
+    modeling.save_reward_model(model, tokenizer, tmp_path, {"rm_type": "regression", "model_spec": spec})
     loaded_tokenizer, loaded, meta = modeling.load_checkpoint(tmp_path)
-    assert meta == {"rm_type": "regression"} and loaded.config.num_labels == 5
-    batch = datasets.pad([[2, 7, 8, 3]], loaded_tokenizer.pad_token_id)
+    assert meta["rm_type"] == "regression" and loaded.config.num_labels == 5
+    text = datasets.chat_text(tokenizer, *TEXTS[0])
+    assert loaded_tokenizer(text)["input_ids"] == tokenizer(text)["input_ids"]
+    batch = tokenizer([text], return_tensors="pt", add_special_tokens=False)
     with torch.no_grad():
-        torch.testing.assert_close(modeling.rewards(model.eval(), *batch), modeling.rewards(loaded.eval(), *batch))
+        torch.testing.assert_close(modeling.rewards(model.eval(), batch["input_ids"], batch["attention_mask"]),
+                                   modeling.rewards(loaded.eval(), batch["input_ids"], batch["attention_mask"]))
+
+
+def test_real_checkpoint_path_loads_a_causal_lm_directory_and_pins_the_pad_token(tmp_path):
+    """--model-dir / hub loading, offline: a base model saved as a causal LM, its tokenizer without a pad token."""
+    from transformers import AutoModelForCausalLM
+
+    tokenizer = tiny.tiny_tokenizer()
+    config = tiny.tiny_config("qwen2", tokenizer, num_labels=1)
+    config.pad_token_id = None
+    tokenizer.pad_token = None
+    directory = tmp_path / "Qwen2.5-0.5B-Instruct"
+    AutoModelForCausalLM.from_config(config).save_pretrained(directory)
+    tokenizer.save_pretrained(directory)
+
+    spec = registry.model_spec(registry.model("Qwen2.5-0.5B-Instruct"), "full", tmp_path)
+    loaded_tokenizer, model = modeling.load_reward_model(spec, num_outputs=5)
+    assert loaded_tokenizer.pad_token == loaded_tokenizer.eos_token
+    assert model.config.pad_token_id == loaded_tokenizer.eos_token_id
+    assert type(model).__name__ == "Qwen2ForSequenceClassification" and model.config.num_labels == 5

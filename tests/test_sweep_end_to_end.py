@@ -1,0 +1,57 @@
+"""Tiny sweeps through Ray Tune + Ray Train end to end, sharing one local Ray instance (2 CPUs)."""
+import json
+
+import pandas as pd
+import pytest
+import ray
+
+from rmsweep import run
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def local_ray():
+    # The dashboard stays on: Train V2 releases finished worker groups through the State API it hosts.
+    ray.init(num_cpus=2, namespace="rmsweep", log_to_driver=False)
+    yield
+    ray.shutdown()
+
+
+def _outputs(run_dir):
+    for name in run.OUTPUTS:
+        assert (run_dir / name).is_file(), name
+    return pd.read_csv(run_dir / "trials.csv"), pd.read_csv(run_dir / "best_per_model.csv")
+
+
+def test_bradley_terry_sweep_of_a_family(local_ray, tmp_path):
+    status = run.main(["--family", "gemma2", "--scale", "tiny", "--num-samples", "2", "--storage", str(tmp_path)])
+    assert status == 0
+    run_dir = tmp_path / "gemma2-bt-tiny"
+    trials, best = _outputs(run_dir)
+    assert sorted(trials["model"].value_counts().to_dict().items()) == [("gemma-2-2b-it", 2), ("gemma-2-9b-it", 2)]
+    assert set(trials["status"]) <= {"completed", "stopped_early"}
+    assert (trials["steps"] <= trials["total_steps"]).all()
+    assert trials["trial_id"].is_unique
+    assert not trials[["model", "lr", "epochs"]].duplicated().any()  # each trial its own sample
+    assert set(best["model"]) == {"gemma-2-2b-it", "gemma-2-9b-it"}
+    assert (best["val_accuracy"] >= 0.65).all()
+    assert best[["chat", "chat_hard", "safety", "reasoning", "rewardbench"]].notna().all().all()
+    assert (best["rewardbench"] > 0.6).all()  # the saved checkpoint scores as well as the trained model
+    # Only the best checkpoint of each trial is kept.
+    assert len(list((run_dir / "checkpoints").rglob("model.safetensors"))) == len(trials)
+    sweep = json.loads((run_dir / "sweep.json").read_text())
+    assert sweep["seed"] == 0 and "ray" in sweep["versions"] and sweep["wall_seconds"] > 0
+    assert "Best trial per base model" in (run_dir / "report.md").read_text()
+
+
+def test_regression_sweep_with_two_data_parallel_workers(local_ray, tmp_path):
+    # Two workers per trial run DDP over gloo; train.py checks every rank holds the trial's one sample.
+    status = run.main(["--family", "qwen2.5", "--models", "Qwen2.5-0.5B-Instruct", "--scale", "tiny", "--rm-type",
+                       "regression", "--num-samples", "2", "--workers-per-trial", "2", "--cpus-per-worker", "0.5",
+                       "--storage", str(tmp_path)])
+    assert status == 0
+    trials, best = _outputs(tmp_path / "qwen2.5-regression-tiny")
+    assert len(trials) == 2 and set(trials["rm_type"]) == {"regression"}
+    assert set(trials["status"]) <= {"completed", "stopped_early"}
+    assert best.loc[0, "val_accuracy"] >= 0.65 and best.loc[0, "rewardbench"] > 0.6
