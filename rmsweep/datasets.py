@@ -34,8 +34,10 @@ def _encode(tokenizer, texts: list[str], max_length: int) -> tuple[list, int]:
 
 
 def tokenize_pairs(tokenizer, rows: list[dict], max_length: int) -> Tokenized:
-    chosen, truncated_chosen = _encode(tokenizer, [chat_text(tokenizer, r["prompt"], r["chosen"]) for r in rows], max_length)
-    rejected, truncated_rejected = _encode(tokenizer, [chat_text(tokenizer, r["prompt"], r["rejected"]) for r in rows], max_length)
+    def encode(side: str):
+        return _encode(tokenizer, [chat_text(tokenizer, r["prompt"], r[side]) for r in rows], max_length)
+
+    (chosen, truncated_chosen), (rejected, truncated_rejected) = encode("chosen"), encode("rejected")
     return Tokenized(list(zip(chosen, rejected)), truncated=truncated_chosen + truncated_rejected)
 
 

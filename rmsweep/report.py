@@ -60,7 +60,10 @@ def write_report(run_dir: Path, sweep: dict, trials: pd.DataFrame, best: pd.Data
         "",
         f"Fitted on {selector['fitted_on']}: {selector['status']}.",
     ]
-    if selector["status"] == "fitted":
+    if selector["status"] == "fitted" and not any(selector["coefficients_standardised"].values()):
+        lines.append("Every coefficient is zero: these features do not predict the target on these models, so "
+                     "there is no ranking to show (tiny twins share one size and random weights).")
+    elif selector["status"] == "fitted":
         lines += [
             f"Features {', '.join(selector['features'])} (left out for missing values: "
             f"{', '.join(selector['features_left_out']) or 'none'}); cross-validated MAE "

@@ -4,6 +4,7 @@ Validates everything before any compute, runs one Ray Tune sweep (Optuna TPE per
 model, one Ray Train TorchTrainer per trial), and leaves in <storage>/<name>/: trials.csv,
 best_per_model.csv, selector.json, report.md (+ plots) and sweep.json.
 """
+
 import argparse
 import json
 import os
@@ -18,8 +19,18 @@ from rmsweep import atomic, registry, spaces, synthetic
 
 RM_TYPES = ("bt", "regression")
 OUTPUTS = ("trials.csv", "best_per_model.csv", "selector.json", "report.md", "sweep.json")
-RESULT_COLUMNS = ["model", "size_group", "best_lr", "best_epochs", "val_accuracy", "chat", "chat_hard", "safety",
-                  "reasoning", "rewardbench"]
+RESULT_COLUMNS = [
+    "model",
+    "size_group",
+    "best_lr",
+    "best_epochs",
+    "val_accuracy",
+    "chat",
+    "chat_hard",
+    "safety",
+    "reasoning",
+    "rewardbench",
+]
 
 
 class UsageError(Exception):
@@ -28,28 +39,60 @@ class UsageError(Exception):
 
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        prog="python -m rmsweep.run", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+        prog="python -m rmsweep.run",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--family", help="family key to sweep, e.g. gemma2, qwen2.5, llama3.1 (see --list-families)")
-    parser.add_argument("--models", nargs="+", metavar="NAME", help="only these models of the family (names or hub ids)")
+    parser.add_argument(
+        "--family", metavar="KEY", help="family key to sweep, e.g. gemma2, qwen2.5, llama3.1 (see --list-families)"
+    )
+    parser.add_argument(
+        "--models", nargs="+", metavar="NAME", help="only these models of the family (names or hub ids)"
+    )
     parser.add_argument("--list-families", action="store_true", help="print the families and their models, then exit")
-    parser.add_argument("--rm-type", choices=RM_TYPES, default="bt",
-                        help="bt: Bradley-Terry on preference pairs; regression: 5 attribute heads, MSE (default: bt)")
-    parser.add_argument("--scale", choices=("tiny", "full"), default="full",
-                        help="tiny: random-weight twins of each architecture, offline, minutes on a laptop; "
-                             "full: the real checkpoints (default: full)")
-    parser.add_argument("--model-dir", type=Path, help="load real checkpoints from DIR/<model name> instead of the hub")
-    parser.add_argument("--num-samples", type=int, default=4, help="trials per base model (default: 4)")
-    parser.add_argument("--workers-per-trial", type=int, default=1, help="data-parallel workers per trial (default: 1)")
-    parser.add_argument("--cpus-per-worker", type=float, default=1.0, help="CPUs reserved per worker (default: 1)")
-    parser.add_argument("--gpus-per-worker", type=float, default=0.0, help="GPUs per worker (default: 0)")
-    parser.add_argument("--storage", type=Path, default=Path("rmsweep_runs"),
-                        help="where run directories go (default: ./rmsweep_runs)")
+    parser.add_argument(
+        "--rm-type",
+        choices=RM_TYPES,
+        default="bt",
+        help="bt: Bradley-Terry on preference pairs; regression: 5 attribute heads, MSE (default: bt)",
+    )
+    parser.add_argument(
+        "--scale",
+        choices=("tiny", "full"),
+        default="full",
+        help="tiny: random-weight twins of each architecture, offline, minutes on a laptop; "
+        "full: the real checkpoints (default: full)",
+    )
+    parser.add_argument(
+        "--model-dir", metavar="DIR", type=Path, help="load real checkpoints from DIR/<model name> instead of the hub"
+    )
+    parser.add_argument("--num-samples", metavar="N", type=int, default=4, help="trials per base model (default: 4)")
+    parser.add_argument(
+        "--workers-per-trial", metavar="N", type=int, default=1, help="data-parallel workers per trial (default: 1)"
+    )
+    parser.add_argument(
+        "--cpus-per-worker", metavar="N", type=float, default=1.0, help="CPUs reserved per worker (default: 1)"
+    )
+    parser.add_argument("--gpus-per-worker", metavar="N", type=float, default=0.0, help="GPUs per worker (default: 0)")
+    parser.add_argument(
+        "--storage",
+        metavar="DIR",
+        type=Path,
+        default=Path("rmsweep_runs"),
+        help="where run directories go (default: ./rmsweep_runs)",
+    )
     parser.add_argument("--name", help="run name (default: <family>-<rm-type>-<scale>)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing run directory of that name")
-    parser.add_argument("--search-spaces", type=Path, default=spaces.DEFAULT_DIR,
-                        help="folder of <family>.yaml / default.yaml search spaces (default: the repo's)")
-    parser.add_argument("--seed", type=int, default=0, help="seed for samplers, model init and data order (default: 0)")
+    parser.add_argument(
+        "--search-spaces",
+        metavar="DIR",
+        type=Path,
+        default=spaces.DEFAULT_DIR,
+        help="folder of <family>.yaml / default.yaml search spaces (default: the repo's)",
+    )
+    parser.add_argument(
+        "--seed", metavar="N", type=int, default=0, help="seed for samplers, model init and data order (default: 0)"
+    )
     return parser.parse_args(argv)
 
 
@@ -91,16 +134,21 @@ def resolve(args: argparse.Namespace) -> tuple[dict, spaces.SearchSpace, Path]:
         space = spaces.load(args.family, args.rm_type, args.scale, args.search_spaces)
     except (registry.RegistryError, spaces.SpaceError) as error:
         raise UsageError(str(error)) from None
-    for flag, value in (("--num-samples", args.num_samples), ("--workers-per-trial", args.workers_per_trial),
-                        ("--cpus-per-worker", args.cpus_per_worker)):
+    for flag, value in (
+        ("--num-samples", args.num_samples),
+        ("--workers-per-trial", args.workers_per_trial),
+        ("--cpus-per-worker", args.cpus_per_worker),
+    ):
         if value <= 0:
             raise UsageError(f"{flag} must be positive, got {value}")
     if args.gpus_per_worker < 0:
         raise UsageError(f"--gpus-per-worker must be >= 0, got {args.gpus_per_worker}")
     training = space.training
     if training["global_batch_size"] % (args.workers_per_trial * training["micro_batch_size"]):
-        raise UsageError(f"global batch {training['global_batch_size']} is not a multiple of workers-per-trial "
-                         f"({args.workers_per_trial}) x micro-batch ({training['micro_batch_size']}) in {space.path}")
+        raise UsageError(
+            f"global batch {training['global_batch_size']} is not a multiple of workers-per-trial "
+            f"({args.workers_per_trial}) x micro-batch ({training['micro_batch_size']}) in {space.path}"
+        )
     if args.model_dir and args.scale == "tiny":
         raise UsageError("--model-dir loads real checkpoints; it cannot be combined with --scale tiny")
     if args.model_dir:
@@ -122,14 +170,26 @@ def resolve(args: argparse.Namespace) -> tuple[dict, spaces.SearchSpace, Path]:
     if args.scale == "full" and not args.model_dir:
         check_hub_reachable(specs)
     settings = {
-        "family": args.family, "rm_type": args.rm_type, "scale": args.scale, "name": name, "seed": args.seed,
-        "data_seed": args.seed, "model_specs": specs, "samples_per_model": args.num_samples,
-        "workers_per_trial": args.workers_per_trial, "cpus_per_worker": args.cpus_per_worker,
-        "gpus_per_worker": args.gpus_per_worker, "training": training,
+        "family": args.family,
+        "rm_type": args.rm_type,
+        "scale": args.scale,
+        "name": name,
+        "seed": args.seed,
+        "data_seed": args.seed,
+        "model_specs": specs,
+        "samples_per_model": args.num_samples,
+        "workers_per_trial": args.workers_per_trial,
+        "cpus_per_worker": args.cpus_per_worker,
+        "gpus_per_worker": args.gpus_per_worker,
+        "training": training,
         "train_examples": synthetic.TRAIN_PAIRS * (2 if args.rm_type == "regression" else 1),  # ratings: 2 per pair
         "regression_weights": list(synthetic.NEMOTRON_WEIGHTS),
-        "search_space": {"file": str(space.path), "lr": [space.lr_low, space.lr_high], "epochs": list(space.epochs),
-                         "asha": space.asha},
+        "search_space": {
+            "file": str(space.path),
+            "lr": [space.lr_low, space.lr_high],
+            "epochs": list(space.epochs),
+            "asha": space.asha,
+        },
     }
     return settings, space, run_dir
 
@@ -139,8 +199,10 @@ def unplaceable_request(settings: dict, cluster: dict) -> str | None:
     for resource, per_worker in (("CPU", settings["cpus_per_worker"]), ("GPU", settings["gpus_per_worker"])):
         needed, available = settings["workers_per_trial"] * per_worker, cluster.get(resource, 0)
         if needed > available:
-            return (f"a trial needs {needed:g} {resource} ({settings['workers_per_trial']} workers x {per_worker:g}) "
-                    f"but the cluster has {available:g}; lower --workers-per-trial or --{resource.lower()}s-per-worker")
+            return (
+                f"a trial needs {needed:g} {resource} ({settings['workers_per_trial']} workers x {per_worker:g}) "
+                f"but the cluster has {available:g}; lower --workers-per-trial or --{resource.lower()}s-per-worker"
+            )
     return None
 
 
@@ -181,7 +243,8 @@ def main(argv=None) -> int:
     atomic.write_text(run_dir / "sweep.json", json.dumps(record, indent=2))
     print(f"run directory: {run_dir}", flush=True)
     aggregator = aggregate.Aggregator.options(name=aggregate.actor_name(settings["name"])).remote(
-        os.fspath(run_dir), settings)
+        os.fspath(run_dir), settings
+    )
     sweep.run_sweep(settings, space, aggregator, run_dir)
     print("scoring each base model's best checkpoint and fitting the selector ...", flush=True)
     best = ray.get(aggregator.finalize.remote())

@@ -14,9 +14,9 @@ import time
 from collections import Counter
 
 import numpy as np
+import optuna
 import ray
 import ray.train
-import optuna
 from optuna.samplers import TPESampler
 from ray import tune
 from ray.train.torch import TorchTrainer

@@ -2,10 +2,10 @@ import shutil
 
 import pytest
 import yaml
+from ray.tune.search import Searcher
 
 from rmsweep import spaces
 from rmsweep.sweep import PerModelSearcher
-from ray.tune.search import Searcher
 
 
 def test_default_space_resolves_per_rm_type_and_scale():
