@@ -37,8 +37,12 @@ class PerModelSearcher(Searcher):
 
     def __init__(self, models: list[str], distributions: dict, samples_per_model: int, seed: int):
         super().__init__(metric=METRIC, mode=MODE)
+        # TPE samples at random until n_startup_trials have finished (Optuna's default is 10); with a few trials
+        # per model that would be all of them, so half of each model's budget is spent exploring, the rest guided.
+        startup = max(2, min(10, samples_per_model // 2))
         self._studies = {
-            model: OptunaSearch(space=distributions, metric=METRIC, mode=MODE, sampler=TPESampler(seed=seed + index))
+            model: OptunaSearch(space=distributions, metric=METRIC, mode=MODE,
+                                sampler=TPESampler(n_startup_trials=startup, seed=seed + index))
             for index, model in enumerate(models)
         }
         self._samples_per_model = samples_per_model

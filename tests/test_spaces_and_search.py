@@ -50,3 +50,9 @@ def test_searcher_gives_each_model_its_own_samples_round_robin():
     assert searcher.suggest("t6") == Searcher.FINISHED
     for i, config in enumerate(configs):
         searcher.on_trial_complete(f"t{i}", {"val_accuracy": 0.5, **config})
+
+
+def test_tpe_guides_sampling_after_half_the_budget():
+    space = spaces.load("gemma2", "bt", "tiny")
+    searcher = PerModelSearcher(["a"], space.distributions(), samples_per_model=8, seed=0)
+    assert searcher._studies["a"]._sampler._n_startup_trials == 4
