@@ -58,13 +58,15 @@ def write_report(run_dir: Path, sweep: dict, trials: pd.DataFrame, best: pd.Data
         "",
         "## Selector",
         "",
-        f"Fitted on {selector['fitted_on']}: {selector['status']}.",
     ]
-    if selector["status"] == "fitted" and not any(selector["coefficients_standardised"].values()):
-        lines.append("Every coefficient is zero: these features do not predict the target on these models, so "
-                     "there is no ranking to show (tiny twins share one size and random weights).")
-    elif selector["status"] == "fitted":
+    if selector["status"] != "fitted":
+        lines.append(f"Not fitted on {selector['fitted_on']}: {selector['reason']}.")
+    elif not any(selector["coefficients_standardised"].values()):
+        lines.append(f"Fitted on {selector['fitted_on']}, but every coefficient is zero: these features do not "
+                     "predict the target across these models, so there is no ranking to show.")
+    else:
         lines += [
+            f"Fitted on {selector['fitted_on']}.",
             f"Features {', '.join(selector['features'])} (left out for missing values: "
             f"{', '.join(selector['features_left_out']) or 'none'}); cross-validated MAE "
             f"{selector['cv_mean_absolute_error']:.3g}.",
@@ -73,8 +75,6 @@ def write_report(run_dir: Path, sweep: dict, trials: pd.DataFrame, best: pd.Data
             "",
             pd.DataFrame(selector["ranking"]).head(10).to_markdown(index=False, floatfmt=".4g"),
         ]
-    else:
-        lines.append(selector["reason"])
     lines += ["", "## All trials", "", trials[TRIAL_COLUMNS].to_markdown(index=False, floatfmt=".4g"), "",
               f"Disk used by the run directory: {disk_usage_mb(run_dir):.1f} MB.", ""]
     atomic.write_text(run_dir / "report.md", "\n".join(lines))

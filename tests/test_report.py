@@ -1,0 +1,29 @@
+import pandas as pd
+import pytest
+
+from rmsweep import report
+
+SWEEP = {"family": "gemma2", "rm_type": "bt", "scale": "tiny", "seed": 0}
+TRIALS = pd.DataFrame({
+    "model": ["a", "a", "b"], "lr": [1e-3, 1e-4, 1e-3], "epochs": [1, 2, 1],
+    "status": ["completed", "stopped_early", "completed"], "stopped_early": [False, True, False],
+    "steps": [64, 16, 64], "total_steps": [64, 128, 64], "best_val_accuracy": [0.9, 0.6, 0.8],
+    "wall_seconds": [30.0, 20.0, 30.0],
+})
+BEST = pd.DataFrame({column: [0.9] for column in report.BEST_COLUMNS} | {"model": ["a"], "size_group": ["<3B"]})
+FITTED = {"fitted_on": "the paper", "status": "fitted", "features": ["ifeval"], "features_left_out": ["toxigen"],
+          "cv_mean_absolute_error": 1.5, "coefficients_standardised": {"ifeval": 0.4},
+          "ranking": [{"name": "c", "size_group": ">=6B", "predicted": 70.0}]}
+
+
+@pytest.mark.parametrize("selector, expected", [
+    (FITTED, "Top predicted base models not in this sweep"),
+    ({**FITTED, "coefficients_standardised": {"ifeval": 0.0}}, "every coefficient is zero"),
+    ({"fitted_on": "this sweep", "status": "skipped", "reason": "needs >= 3 models"}, "Not fitted on this sweep"),
+])
+def test_report_states_what_the_selector_found(tmp_path, selector, expected):
+    report.write_report(tmp_path, SWEEP, TRIALS, BEST, selector)
+    text = (tmp_path / "report.md").read_text()
+    assert expected in text
+    assert "3 trials (2 completed, 1 stopped_early)" in text
+    assert (tmp_path / "lr_sensitivity.png").stat().st_size > 0
