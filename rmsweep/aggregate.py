@@ -95,16 +95,26 @@ class Aggregator:
         return pd.DataFrame(rows).sort_values("rewardbench", ascending=False).reset_index(drop=True)
 
     def _fit_selector(self, best_per_model: pd.DataFrame) -> dict:
-        """Fit on this sweep's models when there are enough; else on the paper's published results."""
+        """Fit on this sweep's models when there are enough; else on the paper's published results.
+
+        Uses the default features known for most training models (models lacking one are listed and left
+        out); the rarer features are listed as left out.
+        """
         table = registry.models()
-        swept = table[table["name"].isin(best_per_model["model"])]
-        candidates = table[~table["name"].isin(best_per_model["model"])]
-        if len(swept) >= selector.MIN_MODELS:
-            training = swept.merge(best_per_model[["model", "rewardbench"]], left_on="name", right_on="model")
-            fitted = selector.fit_selector(training, "rewardbench", candidates, seed=self._sweep["seed"])
-            return {"fitted_on": "this sweep's best checkpoints (eval-set score)", **fitted}
-        target = f"{PAPER_SCORE_PREFIX[self._sweep['rm_type']]}_score"
-        training = table.dropna(subset=[target])
-        fitted = selector.fit_selector(training, target, candidates, seed=self._sweep["seed"])
-        return {"fitted_on": f"the paper's published RewardBench results ({target}): this sweep has fewer "
-                             f"than {selector.MIN_MODELS} models", **fitted}
+        swept = table["name"].isin(best_per_model["model"])
+        candidates = table[~swept]
+        if swept.sum() >= selector.MIN_MODELS:
+            scores = best_per_model.rename(columns={"model": "name"})
+            training = table[swept].merge(scores[["name", *SECTION_COLUMNS.values(), "rewardbench"]], on="name")
+            target, fitted_on = "rewardbench", "this sweep's best checkpoints (eval-set score)"
+            sections = {**{s: c for s, c in SECTION_COLUMNS.items()}, "overall": "rewardbench"}
+        else:
+            prefix = PAPER_SCORE_PREFIX[self._sweep["rm_type"]]
+            target = f"{prefix}_score"
+            training = table.dropna(subset=[target])
+            fitted_on = (f"the paper's published RewardBench results ({target}): this sweep has fewer than "
+                         f"{selector.MIN_MODELS} models")
+            sections = {**{s: f"{prefix}_{c}" for s, c in SECTION_COLUMNS.items()}, "overall": target}
+        features, left_out = selector.widely_known(training)
+        fitted = selector.fit_selector(training, target, features, sections, candidates, seed=self._sweep["seed"])
+        return {"fitted_on": fitted_on, "features_left_out": left_out, **fitted}

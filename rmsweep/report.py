@@ -1,36 +1,52 @@
-"""report.md and its plots, written into the run directory."""
+"""report.md: the sweep's results, the selector and the paper's analyses, with plots next to it."""
 from pathlib import Path
 
-import matplotlib
+import pandas as pd
 
-matplotlib.use("Agg")  # files only, no display
-import matplotlib.pyplot as plt  # noqa: E402
-import pandas as pd  # noqa: E402
-
-from rmsweep import atomic  # noqa: E402
+from rmsweep import analyses, atomic
 
 BEST_COLUMNS = ["model", "size_group", "params_b", "best_lr", "best_epochs", "val_accuracy", "chat", "chat_hard",
                 "safety", "reasoning", "rewardbench"]
 TRIAL_COLUMNS = ["model", "lr", "epochs", "status", "steps", "total_steps", "best_val_accuracy", "wall_seconds"]
 
 
-def plot_lr_sensitivity(trials: pd.DataFrame, path: Path) -> None:
-    """Best validation accuracy against lr, one series per base model; early-stopped trials hollow."""
-    figure, axes = plt.subplots(figsize=(7, 4.5))
-    for index, (model, group) in enumerate(trials.groupby("model")):
-        color = f"C{index}"
-        finished = group[~group["stopped_early"]]
-        stopped = group[group["stopped_early"]]
-        axes.scatter(finished["lr"], finished["best_val_accuracy"], color=color, label=model)
-        axes.scatter(stopped["lr"], stopped["best_val_accuracy"], facecolors="none", edgecolors=color)
-    axes.set_xscale("log")
-    axes.set_xlabel("learning rate")
-    axes.set_ylabel("best validation accuracy")
-    axes.set_title("lr sensitivity per base model (hollow: stopped early by ASHA)")
-    axes.legend(fontsize="small")
-    figure.tight_layout()
-    figure.savefig(path, dpi=120)
-    plt.close(figure)
+def _markdown(table: pd.DataFrame) -> str:
+    return table.to_markdown(index=False, floatfmt=".4g")
+
+
+def render_analyses(results: list[analyses.Analysis]) -> list[str]:
+    """Markdown for each analysis the data supports, then what the others would need."""
+    lines = []
+    for analysis in results:
+        if analysis.needs is None:
+            lines += [f"### {analysis.title}", "", _markdown(analysis.table), ""]
+            if analysis.plot:
+                lines += [f"![{analysis.title}]({analysis.plot})", ""]
+    missing = [analysis for analysis in results if analysis.needs is not None]
+    if missing:
+        lines += ["### Not shown, for lack of data", ""]
+        lines += [f"- {analysis.title}: needs {analysis.needs}." for analysis in missing]
+        lines.append("")
+    return lines
+
+
+def render_selector(selector: dict) -> list[str]:
+    if selector["status"] != "fitted":
+        return [f"Not fitted on {selector['fitted_on']}: {selector['reason']}."]
+    lacking = ", ".join(selector["models_lacking_features"]) or "none"
+    lines = [
+        f"Fitted on {selector['fitted_on']}: {selector['n_models']} models, features "
+        f"{', '.join(selector['features'])} (rarely published, so not used: "
+        f"{', '.join(selector.get('features_left_out', [])) or 'none'}; models left out for a missing value: "
+        f"{lacking}). Degree {selector['degree']}, alpha {selector['alpha']:g}, l1_ratio {selector['l1_ratio']:g}; "
+        f"out-of-fold mean absolute error {selector['out_of_fold_mean_absolute_error']:.3g}.",
+        "",
+    ]
+    if not any(selector["coefficients_standardised"].values()):
+        return lines + ["Every coefficient is zero: these features do not predict the target across these "
+                        "models, so there is no ranking to show."]
+    return lines + ["Top predicted base models not in this sweep:", "",
+                    _markdown(pd.DataFrame(selector["ranking"]).head(10))]
 
 
 def disk_usage_mb(run_dir: Path) -> float:
@@ -38,7 +54,7 @@ def disk_usage_mb(run_dir: Path) -> float:
 
 
 def write_report(run_dir: Path, sweep: dict, trials: pd.DataFrame, best: pd.DataFrame, selector: dict) -> None:
-    plot_lr_sensitivity(trials, run_dir / "lr_sensitivity.png")
+    results = analyses.sweep_results(best)
     counts = trials["status"].value_counts().to_dict()
     lines = [
         f"# rmsweep: family `{sweep['family']}`, {sweep['rm_type']} reward models, scale `{sweep['scale']}`",
@@ -50,31 +66,27 @@ def write_report(run_dir: Path, sweep: dict, trials: pd.DataFrame, best: pd.Data
         "",
         "## Best trial per base model",
         "",
-        best[BEST_COLUMNS].to_markdown(index=False, floatfmt=".4g"),
-        "",
-        "## lr sensitivity",
-        "",
-        "![lr sensitivity](lr_sensitivity.png)",
+        _markdown(best[BEST_COLUMNS]),
         "",
         "## Selector",
         "",
+        *render_selector(selector),
+        "",
+        "## Analyses",
+        "",
+        *render_analyses([
+            analyses.lr_sensitivity(trials, run_dir),
+            analyses.size_group_gains(results),
+            analyses.stage_deltas(results),
+            analyses.bt_vs_regression(results),
+            analyses.scale_curve(results, run_dir),
+            analyses.coverage_curves(selector, run_dir),
+        ]),
+        "## All trials",
+        "",
+        _markdown(trials[TRIAL_COLUMNS]),
+        "",
+        f"Disk used by the run directory: {disk_usage_mb(run_dir):.1f} MB.",
+        "",
     ]
-    if selector["status"] != "fitted":
-        lines.append(f"Not fitted on {selector['fitted_on']}: {selector['reason']}.")
-    elif not any(selector["coefficients_standardised"].values()):
-        lines.append(f"Fitted on {selector['fitted_on']}, but every coefficient is zero: these features do not "
-                     "predict the target across these models, so there is no ranking to show.")
-    else:
-        lines += [
-            f"Fitted on {selector['fitted_on']}.",
-            f"Features {', '.join(selector['features'])} (left out for missing values: "
-            f"{', '.join(selector['features_left_out']) or 'none'}); cross-validated MAE "
-            f"{selector['cv_mean_absolute_error']:.3g}.",
-            "",
-            "Top predicted base models not in this sweep:",
-            "",
-            pd.DataFrame(selector["ranking"]).head(10).to_markdown(index=False, floatfmt=".4g"),
-        ]
-    lines += ["", "## All trials", "", trials[TRIAL_COLUMNS].to_markdown(index=False, floatfmt=".4g"), "",
-              f"Disk used by the run directory: {disk_usage_mb(run_dir):.1f} MB.", ""]
     atomic.write_text(run_dir / "report.md", "\n".join(lines))

@@ -10,15 +10,18 @@ TRIALS = pd.DataFrame({
     "steps": [64, 16, 64], "total_steps": [64, 128, 64], "best_val_accuracy": [0.9, 0.6, 0.8],
     "wall_seconds": [30.0, 20.0, 30.0],
 })
-BEST = pd.DataFrame({column: [0.9] for column in report.BEST_COLUMNS} | {"model": ["a"], "size_group": ["<3B"]})
-FITTED = {"fitted_on": "the paper", "status": "fitted", "features": ["ifeval"], "features_left_out": ["toxigen"],
-          "cv_mean_absolute_error": 1.5, "coefficients_standardised": {"ifeval": 0.4},
-          "ranking": [{"name": "c", "size_group": ">=6B", "predicted": 70.0}]}
+BEST = pd.DataFrame({column: [0.9] for column in report.BEST_COLUMNS}
+                    | {"model": ["a"], "size_group": ["<3B"], "family": ["f"], "stage": ["sft"], "rm_type": ["bt"]})
+FITTED = {"fitted_on": "the paper", "status": "fitted", "n_models": 40, "features": ["ifeval"],
+          "features_left_out": ["toxigen"], "models_lacking_features": {"x": ["ifeval"]}, "degree": 1, "alpha": 0.1,
+          "l1_ratio": 0.5, "out_of_fold_mean_absolute_error": 3.2, "coefficients_standardised": {"ifeval": 0.4},
+          "coverage": {"selector_in_sample": {5: 0.6}, "selector_out_of_fold": {5: 0.4}},
+          "ranking": [{"name": "c", "predicted": 70.0}]}
 
 
 @pytest.mark.parametrize("selector, expected", [
     (FITTED, "Top predicted base models not in this sweep"),
-    ({**FITTED, "coefficients_standardised": {"ifeval": 0.0}}, "every coefficient is zero"),
+    ({**FITTED, "coefficients_standardised": {"ifeval": 0.0}}, "Every coefficient is zero"),
     ({"fitted_on": "this sweep", "status": "skipped", "reason": "needs >= 3 models"}, "Not fitted on this sweep"),
 ])
 def test_report_states_what_the_selector_found(tmp_path, selector, expected):
@@ -27,3 +30,5 @@ def test_report_states_what_the_selector_found(tmp_path, selector, expected):
     assert expected in text
     assert "3 trials (2 completed, 1 stopped_early)" in text
     assert (tmp_path / "lr_sensitivity.png").stat().st_size > 0
+    assert "### lr and epochs sensitivity per base model" in text
+    assert "Bradley-Terry vs regression reward models of the same base model: needs results of both" in text

@@ -4,45 +4,69 @@ import pytest
 
 from rmsweep import selector
 
+FEATURES = ["mbpp_plus", "toxigen", "ifeval", "params_b"]
+
 
 def _table(n=30, seed=0):
     rng = np.random.default_rng(seed)
     table = pd.DataFrame({
-        "name": [f"m{i}" for i in range(n)], "size_group": "<3B",
-        "mbpp_plus": rng.normal(50, 10, n), "humaneval_plus": np.nan, "toxigen": rng.normal(40, 5, n),
+        "name": [f"m{i}" for i in range(n)],
+        "mbpp_plus": rng.normal(50, 10, n), "toxigen": rng.normal(40, 5, n),
         "ifeval": rng.normal(60, 10, n), "params_b": rng.uniform(0.5, 10, n),
     })
     table["score"] = 0.5 * table["ifeval"] + 2.0 * table["params_b"] + rng.normal(0, 0.1, n)
     return table
 
 
+def test_coverage_at_k_on_a_hand_built_ranking():
+    actual = pd.Series({"a": 5, "b": 4, "c": 3, "d": 2, "e": 1})
+    predicted = pd.Series({"a": 1, "b": 9, "c": 2, "d": 8, "e": 0})  # top-2 {b, d}; truly {a, b}
+    assert selector.coverage_at_k(predicted, actual, 2) == 0.5
+    assert selector.coverage_at_k(predicted, actual, 3) == pytest.approx(2 / 3)  # {b, d, c} vs {a, b, c}
+    assert selector.coverage_at_k(predicted, actual, 4) == 1.0  # {b, d, c, a} vs {a, b, c, d}
+    assert selector.coverage_curve(predicted, actual, ks=(2, 5, 6)) == {2: 0.5, 5: 1.0}
+
+
 def test_recovers_a_planted_linear_relation_and_ranks_candidates():
     table = _table()
-    fitted = selector.fit_selector(table, "score", table)
-    assert fitted["status"] == "fitted"
-    assert fitted["features_left_out"] == ["humaneval_plus"]  # missing for all: listed, never zero-filled
+    fitted = selector.fit_selector(table, "score", FEATURES, candidates=table)
+    assert fitted["status"] == "fitted" and fitted["degree"] == 1
     weights = fitted["coefficients_standardised"]
     assert weights["ifeval"] > 1 and weights["params_b"] > 1
     assert abs(weights["mbpp_plus"]) < 0.5 and abs(weights["toxigen"]) < 0.5
-    assert fitted["cv_mean_absolute_error"] < 1.0
+    assert fitted["out_of_fold_mean_absolute_error"] < 1.0
+    assert fitted["coverage"]["selector_out_of_fold"][10] >= 0.9
     predicted = [row["name"] for row in fitted["ranking"][:5]]
     assert predicted == list(table.sort_values("score", ascending=False)["name"][:5])
 
 
-def test_too_few_models_is_reported_not_fitted():
-    table = _table(n=2)
-    fitted = selector.fit_selector(table, "score", table)
-    assert fitted["status"] == "skipped" and "has 2 models" in fitted["reason"]
+def test_out_of_fold_prediction_never_uses_the_models_own_score():
+    table = _table(n=20)
+    features, target = table[FEATURES], table["score"]
+    before = selector.out_of_fold_predictions(features, target, folds=5)
+    changed = target.copy()
+    changed.iloc[3] += 1000.0  # only model 3's own score changes
+    after = selector.out_of_fold_predictions(features, changed, folds=5)
+    assert after.iloc[3] == pytest.approx(before.iloc[3])
+    assert not np.allclose(after.drop(index=3), before.drop(index=3))  # the others did see it
 
 
-def test_candidates_missing_a_used_feature_are_not_ranked():
+def test_models_missing_a_feature_are_listed_and_left_out_never_zero_filled():
     table = _table()
-    candidates = table.head(3).copy()
-    candidates.loc[0, "ifeval"] = np.nan
-    ranked = [row["name"] for row in selector.fit_selector(table, "score", candidates)["ranking"]]
-    assert sorted(ranked) == ["m1", "m2"]
+    table.loc[[0, 1], "toxigen"] = np.nan
+    fitted = selector.fit_selector(table, "score", FEATURES)
+    assert fitted["models_lacking_features"] == {"m0": ["toxigen"], "m1": ["toxigen"]}
+    assert fitted["n_models"] == 28
+    imputed = selector.fit_selector(table, "score", FEATURES, impute=True)
+    assert imputed["n_models"] == 30 and imputed["imputed"]
 
 
-@pytest.mark.parametrize("n", [3, 5])
-def test_folds_shrink_with_few_models(n):
-    assert selector.fit_selector(_table(n=n), "score", _table(n=n))["status"] == "fitted"
+def test_too_few_models_is_reported_not_fitted():
+    fitted = selector.fit_selector(_table(n=2), "score", FEATURES)
+    assert fitted["status"] == "skipped" and "has 2" in fitted["reason"]
+
+
+def test_widely_known_features():
+    table = _table(n=8)
+    table.loc[:6, "mbpp_plus"] = np.nan
+    assert selector.widely_known(table, FEATURES) == (["toxigen", "ifeval", "params_b"], ["mbpp_plus"])

@@ -1,0 +1,130 @@
+"""Fit the base-model selector and rank base models nobody has trained yet.
+
+  python -m rmsweep.select --paper [--target regression|bt]           the paper's published results
+  python -m rmsweep.select --results RUN_DIR/best_per_model.csv       a sweep's results
+
+Prints the fitted model, coverage@k (in-sample as the paper reports it, and out-of-fold: the honest
+figure) of the selector and of every single feature, and the ranking; writes selector.json.
+"""
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import pandas as pd
+
+from rmsweep import atomic, registry, selector
+from rmsweep.analyses import PAPER_PREFIXES
+
+SECTIONS = ("chat", "chat_hard", "safety", "reasoning")
+
+
+class UsageError(Exception):
+    """Bad input: one line on stderr, exit status 2."""
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m rmsweep.select", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--results", type=Path, metavar="CSV", help="a sweep's best_per_model.csv")
+    source.add_argument("--paper", action="store_true", help="fit on the paper's published RewardBench results")
+    parser.add_argument("--target", choices=tuple(PAPER_PREFIXES), default="regression",
+                        help="with --paper: which RM type's scores to fit (default: regression)")
+    parser.add_argument("--features", nargs="+", metavar="COLUMN", default=list(selector.DEFAULT_FEATURES),
+                        help="registry (or candidates-file) columns to use (default: %(default)s)")
+    parser.add_argument("--candidates", type=Path, metavar="CSV",
+                        help="models to rank: a CSV with `name` and the feature columns (default: registry models "
+                             "not in the training results)")
+    parser.add_argument("--impute", action="store_true",
+                        help="fill missing feature values with the feature's median instead of leaving models out")
+    parser.add_argument("--folds", type=int, default=10, metavar="K", help="cross-validation folds (default: 10)")
+    parser.add_argument("--seed", type=int, default=0, metavar="N")
+    parser.add_argument("--out", type=Path, default=Path("selector.json"), metavar="FILE",
+                        help="where to write the JSON summary (default: selector.json)")
+    return parser.parse_args(argv)
+
+
+def training_table(args) -> tuple[pd.DataFrame, str, dict]:
+    """(one row per model with features and scores, target column, section -> column)."""
+    models = registry.models()
+    if args.paper:
+        prefix = PAPER_PREFIXES[args.target]
+        sections = {section: f"{prefix}_{section}" for section in SECTIONS}
+        return models, f"{prefix}_score", {**sections, "overall": f"{prefix}_score"}
+    try:
+        results = pd.read_csv(args.results)
+    except (OSError, pd.errors.ParserError) as error:
+        raise UsageError(f"cannot read {args.results}: {error}") from None
+    missing = {"model", "rewardbench"} - set(results.columns)
+    if missing:
+        raise UsageError(f"{args.results} lacks column {sorted(missing)[0]!r} (expected a best_per_model.csv)")
+    scores = results.rename(columns={"model": "name"})[["name", "rewardbench", *SECTIONS]]
+    table = models.drop(columns=[c for c in scores.columns if c != "name" and c in models]).merge(scores, on="name")
+    unknown = sorted(set(scores["name"]) - set(table["name"]))
+    if unknown:
+        raise UsageError(f"{args.results}: model {unknown[0]!r} is not in the registry")
+    return table, "rewardbench", {**{s: s for s in SECTIONS}, "overall": "rewardbench"}
+
+
+def candidate_table(args, trained: pd.DataFrame) -> pd.DataFrame:
+    if args.candidates is None:
+        models = registry.models()
+        return models[~models["name"].isin(trained["name"])]
+    try:
+        return pd.read_csv(args.candidates)
+    except (OSError, pd.errors.ParserError) as error:
+        raise UsageError(f"cannot read {args.candidates}: {error}") from None
+
+
+def print_summary(fitted: dict) -> None:
+    print(f"selector for {fitted['target']}: {fitted['n_models']} models, features {', '.join(fitted['features'])}")
+    lacking = fitted["models_lacking_features"]
+    if lacking:
+        action = "imputed" if fitted["imputed"] else "left out; --impute fills them, --features picks others"
+        shown = "; ".join(f"{name} ({', '.join(f)})" for name, f in list(lacking.items())[:5])
+        print(f"  {len(lacking)} models lack a feature ({action}): {shown}"
+              + (f"; ... (all {len(lacking)} in the JSON)" if len(lacking) > 5 else ""))
+    if fitted["status"] != "fitted":
+        print(f"  not fitted: {fitted['reason']}")
+        return
+    print(f"  degree {fitted['degree']}, alpha {fitted['alpha']:g}, l1_ratio {fitted['l1_ratio']:g}, "
+          f"out-of-fold MAE {fitted['out_of_fold_mean_absolute_error']:.3g}")
+    print("  standardised coefficients: " + ", ".join(
+        f"{term} {weight:+.3g}" for term, weight in fitted["coefficients_standardised"].items() if weight))
+    coverage = pd.DataFrame(fitted["coverage"])
+    if coverage.empty:
+        print(f"\ncoverage@k needs at least 5 models; this fit has {fitted['n_models']}")
+    else:
+        print("\ncoverage@k (in-sample: the selector was fitted on these scores; out-of-fold: it was not)")
+        print(coverage.loc[[k for k in coverage.index if k % 5 == 0]].to_string(float_format="{:.2f}".format))
+        print("mean over k=5..10: " + ", ".join(
+            f"{name} {selector.mean_coverage(curve):.3f}" for name, curve in fitted["coverage"].items()))
+    if fitted["ranking"]:
+        print("\nranking of candidates by predicted score")
+        print(pd.DataFrame(fitted["ranking"]).head(15).to_string(index=False, float_format="{:.2f}".format))
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    try:
+        if args.folds < 2:
+            raise UsageError(f"--folds must be >= 2, got {args.folds}")
+        table, target, sections = training_table(args)
+        candidates = candidate_table(args, table)
+        unknown = [f for f in args.features if f not in table.columns or f not in candidates.columns]
+        if unknown:
+            raise UsageError(f"unknown feature column {unknown[0]!r} (in the registry or the candidates file)")
+    except UsageError as error:
+        print(f"rmsweep.select: error: {error}", file=sys.stderr)
+        return 2
+    fitted = selector.fit_selector(table, target, args.features, sections, candidates, args.folds, args.seed,
+                                   args.impute)
+    print_summary(fitted)
+    atomic.write_text(args.out, json.dumps(fitted, indent=2))
+    print(f"\nwrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

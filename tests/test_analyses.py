@@ -1,0 +1,87 @@
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from rmsweep import analyses
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def paper():
+    return analyses.paper_results()
+
+
+def test_paper_results_hold_both_rm_types(paper):
+    assert sorted(paper["rm_type"].value_counts().to_dict().items()) == [("bt", 40), ("regression", 42)]
+
+
+def test_table1_stage_deltas_match_the_paper(paper):
+    table = analyses.stage_deltas(paper).table
+    regression = table[table["rm_type"] == "regression"].set_index("comparison")["delta_percent"].round(1)
+    assert regression["sft vs base"] == 15.5
+    assert regression["dpo vs sft"] == -3.1
+    assert regression["rlvr vs sft"] == -4.8
+
+
+def test_size_group_gains_compare_the_best_with_the_groups_llama(paper):
+    table = analyses.size_group_gains(paper).table
+    row = table[(table["rm_type"] == "regression") & (table["size_group"] == ">=6B")].iloc[0]
+    assert (row["best"], row["llama"]) == ("gemma-2-9b-it", "Llama-3.1-8B-Instruct")
+    assert row["gain_percent"] == pytest.approx(100 * (88.1 / 83.2 - 1))
+    assert list(table["size_group"][:3]) == ["<3B", "3-6B", ">=6B"]
+
+
+def test_bt_vs_regression_pairs_models_with_both(paper):
+    table = analyses.bt_vs_regression(paper).table
+    assert len(table) == 40
+    row = table.set_index("name").loc["gemma-2-9b-it"]
+    assert row["regression_minus_bt"] == pytest.approx(88.1 - 72.3)
+
+
+def test_analyses_say_what_data_they_need(tmp_path):
+    one_sweep = pd.DataFrame({"name": ["gemma-2-9b-it", "gemma-2-2b-it"], "family": "gemma2",
+                              "size_group": [">=6B", "<3B"], "params_b": [9.24, 2.61], "stage": "instruct",
+                              "rm_type": "bt", "score": [0.9, 0.8]})
+    assert "Llama-3.x" in analyses.size_group_gains(one_sweep).needs
+    assert "two stages" in analyses.stage_deltas(one_sweep).needs
+    assert "--rm-type regression" in analyses.bt_vs_regression(one_sweep).needs
+    assert "trials.csv" in analyses.lr_sensitivity(None, tmp_path).needs
+    curve = analyses.scale_curve(one_sweep, tmp_path)
+    assert curve.needs is None and (tmp_path / curve.plot).stat().st_size > 0
+
+
+def test_reproduce_paper_script(tmp_path):
+    result = subprocess.run([sys.executable, str(ROOT / "scripts" / "reproduce_paper.py"), "--out", str(tmp_path)],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.count("exact") == 3 and "DIFFERS" not in result.stdout
+    assert "selector_out_of_fold" in result.stdout and "paper: +18%" in result.stdout
+    text = (tmp_path / "report.md").read_text()
+    assert "![" in text and (tmp_path / "coverage.png").exists() and (tmp_path / "scale_curve.png").exists()
+
+
+def run_select(*args, cwd):
+    return subprocess.run([sys.executable, "-m", "rmsweep.select", *args], cwd=cwd, capture_output=True, text=True,
+                          timeout=300)
+
+
+def test_select_cli_on_the_paper(tmp_path):
+    result = run_select("--paper", "--target", "bt", "--features", "ifeval", "params_b", "--out", "s.json",
+                        cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "out-of-fold" in result.stdout and "ranking of candidates" not in result.stdout  # all were trained
+    assert (tmp_path / "s.json").exists()
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--paper", "--features", "nope"], "unknown feature column 'nope'"),
+    (["--results", "missing.csv"], "cannot read missing.csv"),
+    (["--paper", "--folds", "1"], "--folds must be >= 2"),
+])
+def test_select_cli_bad_input_exits_2(tmp_path, args, message):
+    result = run_select(*args, cwd=tmp_path)
+    assert result.returncode == 2 and message in result.stderr and result.stderr.count("\n") == 1
