@@ -148,8 +148,9 @@ def lr_sensitivity(trials: pd.DataFrame | None, out_dir: Path) -> Analysis:
         rows.append({"model": model, "trials": len(group), "stopped_early": int(group["stopped_early"].sum()),
                      "best_lr": best["lr"], "best_epochs": best["epochs"],
                      "val_accuracy_range": group["best_val_accuracy"].max() - group["best_val_accuracy"].min(),
-                     **{f"mean_val_accuracy_{e}_epochs": finished.loc[finished["epochs"] == e,
-                                                                      "best_val_accuracy"].mean()
+                     # Early-stopped trials ran fewer steps, so only finished ones compare epochs fairly.
+                     **{f"finished_{e}_epoch_mean_accuracy": finished.loc[finished["epochs"] == e,
+                                                                          "best_val_accuracy"].mean()
                         for e in sorted(trials["epochs"].unique())}})
     return Analysis(title, pd.DataFrame(rows), plot="lr_sensitivity.png")
 

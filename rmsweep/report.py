@@ -11,7 +11,8 @@ TRIAL_COLUMNS = ["model", "lr", "epochs", "status", "steps", "total_steps", "bes
 
 
 def _markdown(table: pd.DataFrame) -> str:
-    return table.to_markdown(index=False, floatfmt=".4g")
+    # tabulate prints None (not NaN) as missingval
+    return table.astype(object).where(table.notna(), None).to_markdown(index=False, floatfmt=".4g", missingval="–")
 
 
 def render_analyses(results: list[analyses.Analysis]) -> list[str]:
@@ -35,7 +36,7 @@ def render_selector(selector: dict) -> list[str]:
         return [f"Not fitted on {selector['fitted_on']}: {selector['reason']}."]
     lacking = ", ".join(selector["models_lacking_features"]) or "none"
     lines = [
-        f"Fitted on {selector['fitted_on']}: {selector['n_models']} models, features "
+        f"Fitted on {selector['fitted_on']}. {selector['n_models']} models, features "
         f"{', '.join(selector['features'])} (rarely published, so not used: "
         f"{', '.join(selector.get('features_left_out', [])) or 'none'}; models left out for a missing value: "
         f"{lacking}). Degree {selector['degree']}, alpha {selector['alpha']:g}, l1_ratio {selector['l1_ratio']:g}; "

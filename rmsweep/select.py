@@ -90,8 +90,11 @@ def print_summary(fitted: dict) -> None:
         return
     print(f"  degree {fitted['degree']}, alpha {fitted['alpha']:g}, l1_ratio {fitted['l1_ratio']:g}, "
           f"out-of-fold MAE {fitted['out_of_fold_mean_absolute_error']:.3g}")
-    print("  standardised coefficients: " + ", ".join(
-        f"{term} {weight:+.3g}" for term, weight in fitted["coefficients_standardised"].items() if weight))
+    nonzero = {term: weight for term, weight in fitted["coefficients_standardised"].items() if weight}
+    if not nonzero:
+        print("  every coefficient is zero: these features do not predict the target here; no ranking to show")
+        return
+    print("  standardised coefficients: " + ", ".join(f"{term} {weight:+.3g}" for term, weight in nonzero.items()))
     coverage = pd.DataFrame(fitted["coverage"])
     if coverage.empty:
         print(f"\ncoverage@k needs at least 5 models; this fit has {fitted['n_models']}")
@@ -120,8 +123,8 @@ def main(argv=None) -> int:
         return 2
     fitted = selector.fit_selector(table, target, args.features, sections, candidates, args.folds, args.seed,
                                    args.impute)
+    atomic.write_text(args.out, json.dumps(fitted, indent=2))  # before printing: a closed pipe loses nothing
     print_summary(fitted)
-    atomic.write_text(args.out, json.dumps(fitted, indent=2))
     print(f"\nwrote {args.out}")
     return 0
 

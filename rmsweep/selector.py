@@ -83,9 +83,11 @@ def correlations(scores: dict, table: pd.DataFrame, sections: dict) -> list[dict
             pair = pd.concat([values, table[column]], axis=1).dropna()
             if len(pair) < 3:
                 continue
-            rows.append({"ranked_by": name, "section": section, "n": len(pair),
-                         "pearson": float(stats.pearsonr(pair.iloc[:, 0], pair.iloc[:, 1])[0]),
-                         "spearman": float(stats.spearmanr(pair.iloc[:, 0], pair.iloc[:, 1])[0])})
+            row = {"ranked_by": name, "section": section, "n": len(pair), "pearson": None, "spearman": None}
+            if pair.nunique().min() > 1:  # a constant series has no correlation
+                row["pearson"] = float(stats.pearsonr(pair.iloc[:, 0], pair.iloc[:, 1])[0])
+                row["spearman"] = float(stats.spearmanr(pair.iloc[:, 0], pair.iloc[:, 1])[0])
+            rows.append(row)
     return rows
 
 

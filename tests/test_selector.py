@@ -70,3 +70,12 @@ def test_widely_known_features():
     table = _table(n=8)
     table.loc[:6, "mbpp_plus"] = np.nan
     assert selector.widely_known(table, FEATURES) == (["toxigen", "ifeval", "params_b"], ["mbpp_plus"])
+
+
+def test_correlations_per_section_and_undefined_for_a_constant_series():
+    table = _table()
+    rows = selector.correlations({"good": table["score"], "flat": pd.Series(1.0, index=table.index)}, table,
+                                 {"overall": "score"})
+    good, flat = rows
+    assert good["pearson"] == pytest.approx(1.0) and good["spearman"] == pytest.approx(1.0)
+    assert flat["pearson"] is None and flat["spearman"] is None

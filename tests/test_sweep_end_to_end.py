@@ -42,7 +42,12 @@ def test_bradley_terry_sweep_of_a_family(local_ray, tmp_path):
     assert len(list((run_dir / "checkpoints").rglob("model.safetensors"))) == len(trials)
     sweep = json.loads((run_dir / "sweep.json").read_text())
     assert sweep["seed"] == 0 and "ray" in sweep["versions"] and sweep["wall_seconds"] > 0
-    assert "Best trial per base model" in (run_dir / "report.md").read_text()
+    report = (run_dir / "report.md").read_text()
+    assert "Best trial per base model" in report
+    assert "### lr and epochs sensitivity per base model" in report and "![" in report
+    assert "### Not shown, for lack of data" in report and "needs results of both --rm-type bt" in report
+    selector = json.loads((run_dir / "selector.json").read_text())
+    assert selector["status"] == "fitted" and selector["fitted_on"].startswith("the paper's")
 
 
 def test_regression_sweep_with_two_data_parallel_workers(local_ray, tmp_path):
