@@ -1,3 +1,4 @@
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -75,6 +76,16 @@ def test_select_cli_on_the_paper(tmp_path):
     assert result.returncode == 0, result.stderr
     assert "out-of-fold" in result.stdout and "ranking of candidates" not in result.stdout  # all were trained
     assert (tmp_path / "s.json").exists()
+
+
+def test_select_cli_ranks_a_users_candidates_file(tmp_path):
+    pd.DataFrame({"name": ["new-small", "new-large"], "ifeval": [40.0, 80.0], "params_b": [1.0, 9.0]}).to_csv(
+        tmp_path / "candidates.csv", index=False)
+    result = run_select("--paper", "--features", "ifeval", "params_b", "--candidates", "candidates.csv",
+                        cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    ranking = json.loads((tmp_path / "selector.json").read_text())["ranking"]
+    assert [row["name"] for row in ranking] == ["new-large", "new-small"]
 
 
 @pytest.mark.parametrize("args, message", [
