@@ -15,9 +15,6 @@ import torch
 
 from rmsweep import atomic, datasets, evaluate, modeling, registry, report, selector
 
-SECTION_COLUMNS = {"Chat": "chat", "Chat Hard": "chat_hard", "Safety": "safety", "Reasoning": "reasoning"}
-PAPER_SCORE_PREFIX = {"bt": "bt", "regression": "reg"}
-
 
 def actor_name(run_name: str) -> str:
     return f"rmsweep-aggregator-{run_name}"
@@ -89,7 +86,8 @@ class Aggregator:
                 "params_b": info["params_b"], "size_group": info["size_group"], "stage": info["stage"],
                 "rm_type": self._sweep["rm_type"], "scale": self._sweep["scale"], "best_lr": trial["lr"],
                 "best_epochs": trial["epochs"], "val_accuracy": trial["best_val_accuracy"],
-                **{column: score["sections"].get(section) for section, column in SECTION_COLUMNS.items()},
+                **{column: score["sections"].get(section) for section, column in evaluate.SCORE_COLUMNS.items()
+                   if section != "overall"},
                 "rewardbench": score["overall"], "trial_id": trial["trial_id"], "checkpoint": trial["checkpoint"],
             })
         return pd.DataFrame(rows).sort_values("rewardbench", ascending=False).reset_index(drop=True)
@@ -104,17 +102,16 @@ class Aggregator:
         swept = table["name"].isin(best_per_model["model"])
         candidates = table[~swept]
         if swept.sum() >= selector.MIN_MODELS:
-            scores = best_per_model.rename(columns={"model": "name"})
-            training = table[swept].merge(scores[["name", *SECTION_COLUMNS.values(), "rewardbench"]], on="name")
-            target, fitted_on = "rewardbench", "this sweep's best checkpoints (eval-set score)"
-            sections = {**{s: c for s, c in SECTION_COLUMNS.items()}, "overall": "rewardbench"}
+            sections = evaluate.SCORE_COLUMNS
+            scores = best_per_model.rename(columns={"model": "name"})[["name", *sections.values()]]
+            training = table[swept].merge(scores, on="name")
+            fitted_on = "this sweep's best checkpoints (eval-set score)"
         else:
-            prefix = PAPER_SCORE_PREFIX[self._sweep["rm_type"]]
-            target = f"{prefix}_score"
-            training = table.dropna(subset=[target])
-            fitted_on = (f"the paper's published RewardBench results ({target}): this sweep has fewer than "
-                         f"{selector.MIN_MODELS} models")
-            sections = {**{s: f"{prefix}_{c}" for s, c in SECTION_COLUMNS.items()}, "overall": target}
+            sections = registry.paper_score_columns(self._sweep["rm_type"])
+            training = table.dropna(subset=[sections["overall"]])
+            fitted_on = (f"the paper's published RewardBench results ({sections['overall']}): this sweep has "
+                         f"fewer than {selector.MIN_MODELS} models")
         features, left_out = selector.widely_known(training)
-        fitted = selector.fit_selector(training, target, features, sections, candidates, seed=self._sweep["seed"])
+        fitted = selector.fit_selector(training, sections["overall"], features, sections, candidates,
+                                       seed=self._sweep["seed"])
         return {"fitted_on": fitted_on, "features_left_out": left_out, **fitted}

@@ -21,7 +21,6 @@ LLAMA_BASELINES = {"<3B": "Llama-3.2-1B-Instruct", "3-6B": "Llama-3.2-3B-Instruc
 STAGE_MODELS = {"base": "Llama-3.1-8B", "sft": "Llama-3.1-Tulu-3-8B-SFT", "dpo": "Llama-3.1-Tulu-3-8B-DPO",
                 "rlvr": "Llama-3.1-Tulu-3-8B", "instruct": "Llama-3.1-8B-Instruct"}
 STAGE_COMPARISONS = (("sft", "base"), ("dpo", "sft"), ("rlvr", "sft"), ("instruct", "base"))
-PAPER_PREFIXES = {"regression": "reg", "bt": "bt"}
 
 
 @dataclass
@@ -35,10 +34,8 @@ class Analysis:
 def paper_results() -> pd.DataFrame:
     """The paper's published RewardBench scores (Tables 4 and 5) as a results table."""
     models = registry.models().drop(columns="family").rename(columns={"family_key": "family"})
-    frames = [
-        models.assign(rm_type=rm_type, score=models[f"{prefix}_score"])
-        for rm_type, prefix in PAPER_PREFIXES.items()
-    ]
+    frames = [models.assign(rm_type=rm_type, score=models[registry.paper_score_columns(rm_type)["overall"]])
+              for rm_type in registry.PAPER_SCORE_PREFIXES]
     table = pd.concat(frames).dropna(subset=["score"])
     return table[["name", "family", "size_group", "params_b", "stage", "rm_type", "score"]].reset_index(drop=True)
 

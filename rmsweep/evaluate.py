@@ -20,6 +20,9 @@ REWARDBENCH_SECTIONS = {
                   "hep-python": 164, "hep-rust": 164},
 }
 SUBSET_SECTION = {subset: section for section, counts in REWARDBENCH_SECTIONS.items() for subset in counts}
+# Columns of a results table (best_per_model.csv) holding each section's score and the overall one.
+SCORE_COLUMNS = {"Chat": "chat", "Chat Hard": "chat_hard", "Safety": "safety", "Reasoning": "reasoning",
+                 "overall": "rewardbench"}
 
 
 def pairwise_accuracy(chosen_scores, rejected_scores) -> float:

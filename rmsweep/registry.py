@@ -10,6 +10,8 @@ from pathlib import Path
 import pandas as pd
 
 SIZE_GROUPS = ("<3B", "3-6B", ">=6B")
+# The paper's published RewardBench results: columns reg_* (Table 4) and bt_* (Table 5).
+PAPER_SCORE_PREFIXES = {"regression": "reg", "bt": "bt"}
 
 
 class RegistryError(ValueError):
@@ -54,6 +56,13 @@ def size_group(group: str) -> pd.DataFrame:
         raise _unknown("size group", group, SIZE_GROUPS)
     table = models()
     return table[table["size_group"] == group].reset_index(drop=True)
+
+
+def paper_score_columns(rm_type: str) -> dict:
+    """Section name -> registry column of the paper's published scores for one RM type."""
+    prefix = PAPER_SCORE_PREFIXES[rm_type]
+    return {"Chat": f"{prefix}_chat", "Chat Hard": f"{prefix}_chat_hard", "Safety": f"{prefix}_safety",
+            "Reasoning": f"{prefix}_reasoning", "overall": f"{prefix}_score"}
 
 
 def model_spec(row: pd.Series, scale: str, model_dir: Path | None = None) -> dict:

@@ -19,18 +19,6 @@ from rmsweep import atomic, registry, spaces, synthetic
 
 RM_TYPES = ("bt", "regression")
 OUTPUTS = ("trials.csv", "best_per_model.csv", "selector.json", "report.md", "sweep.json")
-RESULT_COLUMNS = [
-    "model",
-    "size_group",
-    "best_lr",
-    "best_epochs",
-    "val_accuracy",
-    "chat",
-    "chat_hard",
-    "safety",
-    "reasoning",
-    "rewardbench",
-]
 
 
 class UsageError(Exception):
@@ -225,7 +213,7 @@ def main(argv=None) -> int:
     import pandas as pd
     import ray
 
-    from rmsweep import aggregate, sweep
+    from rmsweep import aggregate, report, sweep
 
     if not ray.is_initialized():  # a caller (tests, a notebook) may have started Ray already
         context = ray.init(address=os.environ.get("RAY_ADDRESS"), namespace="rmsweep", log_to_driver=False)
@@ -252,7 +240,7 @@ def main(argv=None) -> int:
     record.update(finished=time.strftime("%Y-%m-%dT%H:%M:%S"), wall_seconds=round(time.time() - started, 1))
     atomic.write_text(run_dir / "sweep.json", json.dumps(record, indent=2))
     with pd.option_context("display.width", 200, "display.float_format", "{:.3g}".format):
-        print(best[RESULT_COLUMNS].to_string(index=False))
+        print(best[report.BEST_COLUMNS].to_string(index=False))
     print(f"\nresults in {run_dir}: {', '.join(OUTPUTS)} ({record['wall_seconds'] / 60:.1f} min)")
     return 0
 

@@ -13,10 +13,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from rmsweep import atomic, registry, selector
-from rmsweep.analyses import PAPER_PREFIXES
-
-SECTIONS = ("chat", "chat_hard", "safety", "reasoning")
+from rmsweep import atomic, evaluate, registry, selector
 
 
 class UsageError(Exception):
@@ -29,7 +26,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--results", type=Path, metavar="CSV", help="a sweep's best_per_model.csv")
     source.add_argument("--paper", action="store_true", help="fit on the paper's published RewardBench results")
-    parser.add_argument("--target", choices=tuple(PAPER_PREFIXES), default="regression",
+    parser.add_argument("--target", choices=tuple(registry.PAPER_SCORE_PREFIXES), default="regression",
                         help="with --paper: which RM type's scores to fit (default: regression)")
     parser.add_argument("--features", nargs="+", metavar="COLUMN", default=list(selector.DEFAULT_FEATURES),
                         help="registry (or candidates-file) columns to use (default: %(default)s)")
@@ -46,25 +43,24 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def training_table(args) -> tuple[pd.DataFrame, str, dict]:
-    """(one row per model with features and scores, target column, section -> column)."""
+    """(one row per model with features and scores, section -> score column; "overall" is the target)."""
     models = registry.models()
     if args.paper:
-        prefix = PAPER_PREFIXES[args.target]
-        sections = {section: f"{prefix}_{section}" for section in SECTIONS}
-        return models, f"{prefix}_score", {**sections, "overall": f"{prefix}_score"}
+        return models, registry.paper_score_columns(args.target)
     try:
         results = pd.read_csv(args.results)
     except (OSError, pd.errors.ParserError) as error:
         raise UsageError(f"cannot read {args.results}: {error}") from None
-    missing = {"model", "rewardbench"} - set(results.columns)
+    sections = evaluate.SCORE_COLUMNS
+    missing = {"model", *sections.values()} - set(results.columns)
     if missing:
         raise UsageError(f"{args.results} lacks column {sorted(missing)[0]!r} (expected a best_per_model.csv)")
-    scores = results.rename(columns={"model": "name"})[["name", "rewardbench", *SECTIONS]]
+    scores = results.rename(columns={"model": "name"})[["name", *sections.values()]]
     table = models.drop(columns=[c for c in scores.columns if c != "name" and c in models]).merge(scores, on="name")
     unknown = sorted(set(scores["name"]) - set(table["name"]))
     if unknown:
         raise UsageError(f"{args.results}: model {unknown[0]!r} is not in the registry")
-    return table, "rewardbench", {**{s: s for s in SECTIONS}, "overall": "rewardbench"}
+    return table, sections
 
 
 def candidate_table(args, trained: pd.DataFrame) -> pd.DataFrame:
@@ -113,7 +109,7 @@ def main(argv=None) -> int:
     try:
         if args.folds < 2:
             raise UsageError(f"--folds must be >= 2, got {args.folds}")
-        table, target, sections = training_table(args)
+        table, sections = training_table(args)
         candidates = candidate_table(args, table)
         unknown = [f for f in args.features if f not in table.columns or f not in candidates.columns]
         if unknown:
@@ -121,8 +117,8 @@ def main(argv=None) -> int:
     except UsageError as error:
         print(f"rmsweep.select: error: {error}", file=sys.stderr)
         return 2
-    fitted = selector.fit_selector(table, target, args.features, sections, candidates, args.folds, args.seed,
-                                   args.impute)
+    fitted = selector.fit_selector(table, sections["overall"], args.features, sections, candidates, args.folds,
+                                   args.seed, args.impute)
     atomic.write_text(args.out, json.dumps(fitted, indent=2))  # before printing: a closed pipe loses nothing
     print_summary(fitted)
     print(f"\nwrote {args.out}")
