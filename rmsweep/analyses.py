@@ -31,6 +31,12 @@ class Analysis:
     needs: str | None = None  # set when the results cannot support this analysis
 
 
+def _save(figure, path: Path) -> None:
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
+
+
 def paper_results() -> pd.DataFrame:
     """The paper's published RewardBench scores (Tables 4 and 5) as a results table."""
     models = registry.models().drop(columns="family").rename(columns={"family_key": "family"})
@@ -111,9 +117,7 @@ def scale_curve(results: pd.DataFrame, out_dir: Path) -> Analysis:
         axes.set_title(f"{rm_type} reward models")
     panels[0][0].set_ylabel("RewardBench score")
     panels[0][-1].legend(fontsize="x-small", ncol=2)
-    figure.tight_layout()
-    figure.savefig(out_dir / "scale_curve.png", dpi=120)
-    plt.close(figure)
+    _save(figure, out_dir / "scale_curve.png")
     table = results[results["family"].isin(families)].sort_values(["family", "rm_type", "params_b"])
     return Analysis(title, table[["family", "rm_type", "name", "params_b", "score"]], plot="scale_curve.png")
 
@@ -135,9 +139,7 @@ def lr_sensitivity(trials: pd.DataFrame | None, out_dir: Path) -> Analysis:
     axes.set_ylabel("best validation accuracy")
     axes.set_title("hollow: stopped early by ASHA")
     axes.legend(fontsize="small")
-    figure.tight_layout()
-    figure.savefig(out_dir / "lr_sensitivity.png", dpi=120)
-    plt.close(figure)
+    _save(figure, out_dir / "lr_sensitivity.png")
     rows = []
     for model, group in trials.groupby("model"):
         best = group.loc[group["best_val_accuracy"].idxmax()]
@@ -164,9 +166,7 @@ def coverage_curves(selector_summary: dict, out_dir: Path) -> Analysis:
     axes.set_xlabel("k")
     axes.set_ylabel("coverage@k (top-k overlap)")
     axes.legend(fontsize="small")
-    figure.tight_layout()
-    figure.savefig(out_dir / "coverage.png", dpi=120)
-    plt.close(figure)
+    _save(figure, out_dir / "coverage.png")
     table = pd.DataFrame(curves)
     table.index.name = "k"
     return Analysis(title, table.loc[[k for k in table.index if k % 5 == 0]].reset_index(), plot="coverage.png")
