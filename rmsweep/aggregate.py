@@ -103,8 +103,7 @@ class Aggregator:
         candidates = table[~swept]
         if swept.sum() >= selector.MIN_MODELS:
             sections = evaluate.SCORE_COLUMNS
-            scores = best_per_model.rename(columns={"model": "name"})[["name", *sections.values()]]
-            training = table[swept].merge(scores, on="name")
+            training = registry.with_results(best_per_model, sections.values())
             fitted_on = "this sweep's best checkpoints (eval-set score)"
         else:
             sections = registry.paper_score_columns(self._sweep["rm_type"])

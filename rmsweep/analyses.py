@@ -21,6 +21,7 @@ LLAMA_BASELINES = {"<3B": "Llama-3.2-1B-Instruct", "3-6B": "Llama-3.2-3B-Instruc
 STAGE_MODELS = {"base": "Llama-3.1-8B", "sft": "Llama-3.1-Tulu-3-8B-SFT", "dpo": "Llama-3.1-Tulu-3-8B-DPO",
                 "rlvr": "Llama-3.1-Tulu-3-8B", "instruct": "Llama-3.1-8B-Instruct"}
 STAGE_COMPARISONS = (("sft", "base"), ("dpo", "sft"), ("rlvr", "sft"), ("instruct", "base"))
+RESULT_COLUMNS = ["name", "family", "size_group", "params_b", "stage", "rm_type", "score"]
 
 
 @dataclass
@@ -43,13 +44,12 @@ def paper_results() -> pd.DataFrame:
     frames = [models.assign(rm_type=rm_type, score=models[registry.paper_score_columns(rm_type)["overall"]])
               for rm_type in registry.PAPER_SCORE_PREFIXES]
     table = pd.concat(frames).dropna(subset=["score"])
-    return table[["name", "family", "size_group", "params_b", "stage", "rm_type", "score"]].reset_index(drop=True)
+    return table[RESULT_COLUMNS].reset_index(drop=True)
 
 
 def sweep_results(best_per_model: pd.DataFrame) -> pd.DataFrame:
     """A sweep's best_per_model table as a results table (score on the sweep's eval set)."""
-    return best_per_model.rename(columns={"model": "name", "rewardbench": "score"})[
-        ["name", "family", "size_group", "params_b", "stage", "rm_type", "score"]]
+    return best_per_model.rename(columns={"model": "name", "rewardbench": "score"})[RESULT_COLUMNS]
 
 
 def size_group_gains(results: pd.DataFrame) -> Analysis:

@@ -65,6 +65,15 @@ def paper_score_columns(rm_type: str) -> dict:
             "Reasoning": f"{prefix}_reasoning", "overall": f"{prefix}_score"}
 
 
+def with_results(results: pd.DataFrame, columns) -> pd.DataFrame:
+    """Registry rows of the models named in a results table's `model` column, with its `columns` added.
+
+    Models the registry does not know are dropped; callers that take outside files check for them.
+    """
+    scores = results.rename(columns={"model": "name"})[["name", *columns]]
+    return models().merge(scores, on="name")
+
+
 def model_spec(row: pd.Series, scale: str, model_dir: Path | None = None) -> dict:
     """Where a model's weights come from: its tiny twin, a local directory, or the hub id."""
     if scale == "tiny":

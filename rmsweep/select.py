@@ -42,11 +42,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def training_table(args) -> tuple[pd.DataFrame, str, dict]:
+def training_table(args) -> tuple[pd.DataFrame, dict]:
     """(one row per model with features and scores, section -> score column; "overall" is the target)."""
-    models = registry.models()
     if args.paper:
-        return models, registry.paper_score_columns(args.target)
+        return registry.models(), registry.paper_score_columns(args.target)
     try:
         results = pd.read_csv(args.results)
     except (OSError, pd.errors.ParserError) as error:
@@ -55,9 +54,8 @@ def training_table(args) -> tuple[pd.DataFrame, str, dict]:
     missing = {"model", *sections.values()} - set(results.columns)
     if missing:
         raise UsageError(f"{args.results} lacks column {sorted(missing)[0]!r} (expected a best_per_model.csv)")
-    scores = results.rename(columns={"model": "name"})[["name", *sections.values()]]
-    table = models.drop(columns=[c for c in scores.columns if c != "name" and c in models]).merge(scores, on="name")
-    unknown = sorted(set(scores["name"]) - set(table["name"]))
+    table = registry.with_results(results, sections.values())
+    unknown = sorted(set(results["model"]) - set(table["name"]))
     if unknown:
         raise UsageError(f"{args.results}: model {unknown[0]!r} is not in the registry")
     return table, sections

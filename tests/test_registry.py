@@ -41,3 +41,12 @@ def test_model_spec_sources(tmp_path):
     assert registry.model_spec(row, "tiny") == {"source": "tiny", "architecture": "gemma2"}
     assert registry.model_spec(row, "full")["source"] == "google/gemma-2-2b-it"
     assert registry.model_spec(row, "full", tmp_path)["source"] == str(tmp_path / "gemma-2-2b-it")
+
+
+def test_with_results_attaches_scores_and_drops_unknown_models():
+    import pandas as pd
+
+    results = pd.DataFrame({"model": ["gemma-2-2b-it", "not-registered"], "rewardbench": [0.9, 0.5]})
+    table = registry.with_results(results, ["rewardbench"])
+    assert list(table["name"]) == ["gemma-2-2b-it"]
+    assert table.loc[0, "rewardbench"] == 0.9 and table.loc[0, "ifeval"] == registry.model("gemma-2-2b-it")["ifeval"]
