@@ -1,7 +1,9 @@
 """The aggregator: a named Ray actor that keeps the sweep's ledger and turns it into results.
 
-During the sweep it receives every finished trial (from `sweep.LedgerCallback`) and rewrites `trials.csv`
-atomically. At the end it scores each base model's best checkpoint on the sweep's benchmarks (one Ray task
+During the sweep it receives every trial's progress and every finished trial (from `sweep.LedgerCallback`),
+rewrites `trials.csv` whole each time (running trials included, with status `running`), and publishes the
+sweep's progress as Ray metrics (the dashboard's Metrics view, Prometheus): trials per status, the best
+validation accuracy per base model, training tokens per second per running trial. At the end it scores each base model's best checkpoint on the sweep's benchmarks (one Ray task
 per model, so a cluster scores them in parallel; a regression RM's attribute weights are searched on the
 validation pairs first), saves every per-completion score under `scores/`, fits the selector and writes
 the run directory's outputs.
@@ -14,8 +16,9 @@ import pyarrow.fs
 import ray
 import ray.train
 import torch
+from ray.util.metrics import Gauge
 
-from rmsweep import atomic, evaluate, modeling, registry, report, scoring, selector
+from rmsweep import evaluate, modeling, registry, report, scoring, selector, storage
 
 
 def actor_name(run_name: str) -> str:
@@ -58,37 +61,62 @@ def score_checkpoint(checkpoint_path: str, evaluation: dict, weights_choice: str
 
 @ray.remote(num_cpus=0)
 class Aggregator:
-    def __init__(self, run_dir: str, sweep: dict, evaluation_ref: list):
-        self._run_dir = Path(run_dir)
+    def __init__(self, run_dir: storage.Location, sweep: dict, evaluation_ref: list):
+        self._run_dir = run_dir
         self._sweep = sweep
         # In a list so that Ray passes the reference on to the scoring tasks instead of resolving it here.
         self._evaluation = evaluation_ref[0]
-        self._trials: list[dict] = []
+        self._trials: list[dict] = []  # finished
+        self._running: dict[str, dict] = {}  # trial id -> latest progress row
+        tags = {"run": sweep["name"]}
+        self._trial_counts = Gauge("rmsweep_trials", "Trials of the sweep, by status", tag_keys=("run", "status"))
+        self._best = Gauge("rmsweep_best_val_accuracy", "Best validation accuracy of a base model so far",
+                           tag_keys=("run", "model"))
+        self._throughput = Gauge("rmsweep_tokens_per_second", "Training tokens per second of a running trial",
+                                 tag_keys=("run", "model", "trial"))
+        for gauge in (self._trial_counts, self._best, self._throughput):
+            gauge.set_default_tags(tags)
+
+    def trial_progress(self, row: dict) -> None:
+        self._running[row["trial_id"]] = row
+        if row["tokens_per_second"] is not None:
+            self._throughput.set(row["tokens_per_second"], {"model": row["model"], "trial": row["trial_id"]})
+        self._write_ledger()
 
     def record_trial(self, row: dict) -> None:
         if row["checkpoint"]:
             prune_other_checkpoints(row["checkpoint"])
-        self._trials.append({**row, "rm_type": self._sweep["rm_type"]})
-        atomic.write_csv(self._run_dir / "trials.csv", pd.DataFrame(self._trials))
+        self._running.pop(row["trial_id"], None)
+        self._throughput.set(0.0, {"model": row["model"], "trial": row["trial_id"]})
+        self._trials.append(row)
+        self._write_ledger()
+
+    def _write_ledger(self) -> None:
+        ledger = pd.DataFrame([*self._trials, *self._running.values()]).assign(rm_type=self._sweep["rm_type"])
+        self._run_dir.write_text("trials.csv", ledger.to_csv(index=False))
+        for status, count in ledger["status"].value_counts().items():
+            self._trial_counts.set(count, {"status": status})
+        for model, best in ledger.groupby("model")["best_val_accuracy"].max().dropna().items():
+            self._best.set(best, {"model": model})
 
     def finalize(self) -> pd.DataFrame:
         """Score the best trial of each base model, fit the selector, write every output; returns the table."""
-        trials = pd.DataFrame(self._trials)
+        trials = pd.DataFrame(self._trials).assign(rm_type=self._sweep["rm_type"])
         scored = trials.dropna(subset=["checkpoint"])
         best = scored.loc[scored.groupby("model")["best_val_accuracy"].idxmax()]
-        scorer = score_checkpoint.options(num_gpus=min(1.0, self._sweep["gpus_per_worker"]))
+        gpus = max(placement["gpus_per_worker"] for placement in self._sweep["placements"].values())
+        scorer = score_checkpoint.options(num_gpus=min(1.0, gpus))
         scores = ray.get([scorer.remote(path, self._evaluation, self._sweep["regression_weights"],
                                         self._sweep["training"]["max_length"]) for path in best["checkpoint"]])
-        (self._run_dir / "scores").mkdir(exist_ok=True)
+        scores_dir = self._run_dir.child("scores")
         for model, score in zip(best["model"], scores):
             for benchmark, rows in score["rows"].items():
-                atomic.write_text(self._run_dir / "scores" / f"{model}-{benchmark}.jsonl",
-                                  "".join(json.dumps(row) + "\n" for row in rows))
+                scores_dir.write_text(f"{model}-{benchmark}.jsonl", "".join(json.dumps(row) + "\n" for row in rows))
         best_per_model = self._best_per_model(best, scores)
-        atomic.write_csv(self._run_dir / "best_per_model.csv", best_per_model)
+        self._run_dir.write_text("best_per_model.csv", best_per_model.to_csv(index=False))
 
         fitted = self._fit_selector(best_per_model)
-        atomic.write_text(self._run_dir / "selector.json", json.dumps(fitted, indent=2))
+        self._run_dir.write_text("selector.json", json.dumps(fitted, indent=2))
         report.write_report(self._run_dir, self._sweep, trials, best_per_model, fitted)
         return best_per_model
 

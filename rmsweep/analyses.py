@@ -2,10 +2,10 @@
 
 A results table has one row per (model, rm_type) with `name`, `family`, `size_group`, `params_b`, `rm_type`
 and `score` (the RewardBench four-section mean). Each analysis returns an `Analysis`: a table, maybe a plot
-written next to the report, or, when the results cannot support it, a sentence saying what it needs.
+written next to the report (a local folder or object storage), or, when the results cannot support it, a sentence saying what it needs.
 """
+import io
 from dataclasses import dataclass
-from pathlib import Path
 
 import matplotlib
 
@@ -13,7 +13,7 @@ matplotlib.use("Agg")  # files only, no display
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from rmsweep import registry  # noqa: E402
+from rmsweep import registry, storage  # noqa: E402
 
 # The usual default of each size group: the Llama-3.x instruct model of that size.
 LLAMA_BASELINES = {"<3B": "Llama-3.2-1B-Instruct", "3-6B": "Llama-3.2-3B-Instruct", ">=6B": "Llama-3.1-8B-Instruct"}
@@ -32,10 +32,12 @@ class Analysis:
     needs: str | None = None  # set when the results cannot support this analysis
 
 
-def _save(figure, path: Path) -> None:
+def _save(figure, out: storage.Location, name: str) -> None:
     figure.tight_layout()
-    figure.savefig(path, dpi=120)
+    image = io.BytesIO()
+    figure.savefig(image, format="png", dpi=120)
     plt.close(figure)
+    out.write_bytes(name, image.getvalue())
 
 
 def paper_results() -> pd.DataFrame:
@@ -99,7 +101,7 @@ def bt_vs_regression(results: pd.DataFrame) -> Analysis:
     return Analysis(title, table.sort_values("regression_minus_bt", ascending=False).reset_index())
 
 
-def scale_curve(results: pd.DataFrame, out_dir: Path) -> Analysis:
+def scale_curve(results: pd.DataFrame, out: storage.Location) -> Analysis:
     title = "Score vs parameters per family (the scale curve)"
     families = [f for f, members in results.groupby("family") if members["name"].nunique() >= 2]
     if not families:
@@ -117,12 +119,12 @@ def scale_curve(results: pd.DataFrame, out_dir: Path) -> Analysis:
         axes.set_title(f"{rm_type} reward models")
     panels[0][0].set_ylabel("RewardBench score")
     panels[0][-1].legend(fontsize="x-small", ncol=2)
-    _save(figure, out_dir / "scale_curve.png")
+    _save(figure, out, "scale_curve.png")
     table = results[results["family"].isin(families)].sort_values(["family", "rm_type", "params_b"])
     return Analysis(title, table[["family", "rm_type", "name", "params_b", "score"]], plot="scale_curve.png")
 
 
-def lr_sensitivity(trials: pd.DataFrame | None, out_dir: Path) -> Analysis:
+def lr_sensitivity(trials: pd.DataFrame | None, out: storage.Location) -> Analysis:
     """How much lr and epochs matter per base model: the sweep's own contribution."""
     title = "lr and epochs sensitivity per base model"
     if trials is None or trials.empty:
@@ -139,7 +141,7 @@ def lr_sensitivity(trials: pd.DataFrame | None, out_dir: Path) -> Analysis:
     axes.set_ylabel("best validation accuracy")
     axes.set_title("hollow: stopped early by ASHA")
     axes.legend(fontsize="small")
-    _save(figure, out_dir / "lr_sensitivity.png")
+    _save(figure, out, "lr_sensitivity.png")
     rows = []
     for model, group in trials.groupby("model"):
         best = group.loc[group["best_val_accuracy"].idxmax()]
@@ -154,7 +156,7 @@ def lr_sensitivity(trials: pd.DataFrame | None, out_dir: Path) -> Analysis:
     return Analysis(title, pd.DataFrame(rows), plot="lr_sensitivity.png")
 
 
-def coverage_curves(selector_summary: dict, out_dir: Path) -> Analysis:
+def coverage_curves(selector_summary: dict, out: storage.Location) -> Analysis:
     title = "Coverage@k: selector (in-sample and out-of-fold) vs single features"
     if selector_summary.get("status") != "fitted":
         return Analysis(title, needs=f"a fitted selector ({selector_summary.get('reason', 'not fitted')})")
@@ -166,7 +168,7 @@ def coverage_curves(selector_summary: dict, out_dir: Path) -> Analysis:
     axes.set_xlabel("k")
     axes.set_ylabel("coverage@k (top-k overlap)")
     axes.legend(fontsize="small")
-    _save(figure, out_dir / "coverage.png")
+    _save(figure, out, "coverage.png")
     table = pd.DataFrame(curves)
     table.index.name = "k"
     return Analysis(title, table.loc[[k for k in table.index if k % 5 == 0]].reset_index(), plot="coverage.png")

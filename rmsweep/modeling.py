@@ -114,8 +114,9 @@ def score_pairs(model, pairs, pad_id: int, device="cpu") -> tuple[torch.Tensor, 
     return outputs[: len(pairs.sequences)], outputs[len(pairs.sequences):]
 
 
-def save_reward_model(model, tokenizer, directory: Path, meta: dict) -> None:
-    unwrap(model).model.save_pretrained(directory, safe_serialization=True)
+def save_reward_model(model, tokenizer, directory: Path, meta: dict, state_dict: dict | None = None) -> None:
+    """`state_dict`: the gathered weights of a sharded model (distributed.full_state_dict); else the model's own."""
+    unwrap(model).model.save_pretrained(directory, safe_serialization=True, state_dict=state_dict)
     tokenizer.save_pretrained(directory)
     (Path(directory) / META_FILE).write_text(json.dumps(meta, indent=2))
 

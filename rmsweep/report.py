@@ -1,9 +1,7 @@
 """report.md: the sweep's results, the selector and the paper's analyses, with plots next to it."""
-from pathlib import Path
-
 import pandas as pd
 
-from rmsweep import analyses, atomic, scoring
+from rmsweep import analyses, scoring, storage
 
 BEST_COLUMNS = ["model", "size_group", "params_b", "best_lr", "best_epochs", "val_accuracy", "regression_weights",
                 *[column for columns in scoring.SCORE_COLUMNS.values() for column in columns.values()]]
@@ -56,11 +54,7 @@ def best_columns(best: pd.DataFrame) -> list[str]:
     return [column for column in BEST_COLUMNS if column in best.columns]
 
 
-def disk_usage_mb(run_dir: Path) -> float:
-    return sum(f.stat().st_size for f in Path(run_dir).rglob("*") if f.is_file()) / 2**20
-
-
-def write_report(run_dir: Path, sweep: dict, trials: pd.DataFrame, best: pd.DataFrame, selector: dict) -> None:
+def write_report(run_dir: storage.Location, sweep: dict, trials: pd.DataFrame, best: pd.DataFrame, selector: dict) -> None:
     headline = scoring.SCORE_COLUMNS[sweep["benchmarks"][0]]["overall"]
     results = analyses.sweep_results(best, headline)
     counts = trials["status"].value_counts().to_dict()
@@ -97,7 +91,7 @@ def write_report(run_dir: Path, sweep: dict, trials: pd.DataFrame, best: pd.Data
         "`train_truncated`: training texts whose prompt was cut from the left to fit max_length; "
         "`train_dropped`: training rows left out because the response alone was longer.",
         "",
-        f"Disk used by the run directory: {disk_usage_mb(run_dir):.1f} MB.",
+        f"Disk used by the run directory: {run_dir.size_bytes() / 2**20:.1f} MB.",
         "",
     ]
-    atomic.write_text(run_dir / "report.md", "\n".join(lines))
+    run_dir.write_text("report.md", "\n".join(lines))

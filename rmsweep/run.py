@@ -14,24 +14,32 @@ import argparse
 import json
 import os
 import platform
-import shutil
 import sys
 import time
 from importlib.metadata import version
 from pathlib import Path
 
-from rmsweep import atomic, registry, scoring, sources, spaces
+from rmsweep import placement, registry, scoring, sources, spaces, storage
 
 RM_TYPES = ("bt", "regression", "bnrm")
 BT_VARIANTS = ("plain", "margin", "scaled")  # losses.BT_VARIANTS, without importing torch for --help
 SAMPLERS = ("tpe", "grid")
 WEIGHT_CHOICES = ("search", *scoring.PUBLISHED_WEIGHTS)
 DEFAULT_TPE_SAMPLES = 4
+WORKER_GROUP_START_TIMEOUT_S = "1800"
 OUTPUTS = ("trials.csv", "best_per_model.csv", "selector.json", "report.md", "scores/", "sweep.json")
 
 
 class UsageError(Exception):
     """Bad input, found before any compute: one line on stderr, exit status 2."""
+
+
+def _auto_or(number_type):
+    def parse(text: str):
+        return None if text == "auto" else number_type(text)
+
+    parse.__name__ = f"auto or {number_type.__name__}"  # argparse names the type in its error message
+    return parse
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -101,18 +109,32 @@ def parse_args(argv=None) -> argparse.Namespace:
         "schema) instead of the hub, e.g. DIR/helpsteer2-preference.jsonl",
     )
     parser.add_argument(
-        "--workers-per-trial", metavar="N", type=int, default=1, help="data-parallel workers per trial (default: 1)"
+        "--workers-per-trial", metavar="N", type=_auto_or(int), default=None,
+        help="data-parallel workers per trial; auto: 1 on a cluster without GPUs, else as many GPUs as the "
+        "model's weights, gradients and AdamW state need (default: auto)",
     )
     parser.add_argument(
         "--cpus-per-worker", metavar="N", type=float, default=1.0, help="CPUs reserved per worker (default: 1)"
     )
-    parser.add_argument("--gpus-per-worker", metavar="N", type=float, default=0.0, help="GPUs per worker (default: 0)")
+    parser.add_argument(
+        "--gpus-per-worker", metavar="N", type=_auto_or(float), default=None,
+        help="GPUs per worker; auto: 1 if the cluster has GPUs, else 0 (default: auto)",
+    )
+    parser.add_argument(
+        "--strategy", choices=placement.STRATEGIES, default="auto",
+        help="how a trial's workers split the model: ddp (each holds it all), fsdp (each holds a shard); "
+        "auto: fsdp where one GPU cannot hold the training state (default: auto)",
+    )
+    parser.add_argument(
+        "--gpu-memory-gb", metavar="GB", type=float, default=80.0,
+        help="memory of one GPU, for the auto choices (default: 80, an A100/H100)",
+    )
     parser.add_argument(
         "--storage",
-        metavar="DIR",
-        type=Path,
-        default=Path("rmsweep_runs"),
-        help="where run directories go (default: ./rmsweep_runs)",
+        metavar="DIR|URI",
+        default="rmsweep_runs",
+        help="where run directories go: a local folder, a folder every node mounts (NFS), or s3://bucket/path, "
+        "gs://bucket/path; a multi-node cluster needs one every node sees (default: ./rmsweep_runs)",
     )
     parser.add_argument("--name", help="run name (default: <family>-<rm-type>-<scale>)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing run directory of that name")
@@ -152,7 +174,7 @@ def check_hub_reachable(specs: dict) -> None:
             ) from None
 
 
-def resolve(args: argparse.Namespace) -> tuple[dict, spaces.SearchSpace, Path]:
+def resolve(args: argparse.Namespace) -> tuple[dict, spaces.SearchSpace, storage.Location]:
     """Everything the sweep needs, validated; raises UsageError before anything is written."""
     if not args.family:
         raise UsageError("--family is required (see --list-families)")
@@ -187,17 +209,15 @@ def resolve(args: argparse.Namespace) -> tuple[dict, spaces.SearchSpace, Path]:
         ("--num-samples", num_samples),
         ("--workers-per-trial", args.workers_per_trial),
         ("--cpus-per-worker", args.cpus_per_worker),
+        ("--gpu-memory-gb", args.gpu_memory_gb),
     ):
-        if value <= 0:
+        if value is not None and value <= 0:
             raise UsageError(f"{flag} must be positive, got {value}")
-    if args.gpus_per_worker < 0:
+    if args.gpus_per_worker is not None and args.gpus_per_worker < 0:
         raise UsageError(f"--gpus-per-worker must be >= 0, got {args.gpus_per_worker}")
     training = space.training
-    if training["global_batch_size"] % (args.workers_per_trial * training["micro_batch_size"]):
-        raise UsageError(
-            f"global batch {training['global_batch_size']} is not a multiple of workers-per-trial "
-            f"({args.workers_per_trial}) x micro-batch ({training['micro_batch_size']}) in {space.path}"
-        )
+    if args.workers_per_trial is not None:
+        check_batch_split(training, args.workers_per_trial, space.path)
     if args.model_dir and args.scale == "tiny":
         raise UsageError("--model-dir loads real checkpoints; it cannot be combined with --scale tiny")
     if args.model_dir:
@@ -206,13 +226,15 @@ def resolve(args: argparse.Namespace) -> tuple[dict, spaces.SearchSpace, Path]:
             raise UsageError(f"no checkpoint at {args.model_dir / missing[0]} (expected config.json there)")
 
     name = args.name or "-".join([args.family, args.rm_type, *([args.space] if args.space else []), args.scale])
-    run_dir = (args.storage / name).resolve()
-    if run_dir.exists() and not args.overwrite:
+    try:
+        root = storage.Location(args.storage)
+        run_dir = root.child(name)
+        exists = run_dir.exists()
+    except (OSError, ValueError) as error:  # an unknown scheme, a bucket that cannot be reached
+        raise UsageError(f"storage {args.storage}: {error}") from None
+    if exists and not args.overwrite:
         raise UsageError(f"run directory {run_dir} already exists; pass --overwrite or another --name")
-    probe = run_dir.parent
-    while not probe.exists():
-        probe = probe.parent
-    if not os.access(probe, os.W_OK):
+    if not root.writable():
         raise UsageError(f"storage {args.storage} is not writable")
 
     specs = {row["name"]: registry.model_spec(row, args.scale, args.model_dir) for _, row in members.iterrows()}
@@ -236,6 +258,11 @@ def resolve(args: argparse.Namespace) -> tuple[dict, spaces.SearchSpace, Path]:
         "workers_per_trial": args.workers_per_trial,
         "cpus_per_worker": args.cpus_per_worker,
         "gpus_per_worker": args.gpus_per_worker,
+        "strategy": args.strategy,
+        "gpu_memory_gb": args.gpu_memory_gb,
+        # What the auto placement sizes: a tiny twin has well under a million parameters, whatever it stands for.
+        "params_b": {row["name"]: 0.0 if args.scale == "tiny" else float(row["params_b"])
+                     for _, row in members.iterrows()},
         "training": training,
         "search_space": space.describe(),
         "data_spec": data_spec,
@@ -245,16 +272,38 @@ def resolve(args: argparse.Namespace) -> tuple[dict, spaces.SearchSpace, Path]:
     return settings, space, run_dir
 
 
-def unplaceable_request(settings: dict, cluster: dict) -> str | None:
-    """Why one trial's worker group can never start on this cluster, or None if it can."""
-    for resource, per_worker in (("CPU", settings["cpus_per_worker"]), ("GPU", settings["gpus_per_worker"])):
-        needed, available = settings["workers_per_trial"] * per_worker, cluster.get(resource, 0)
-        if needed > available:
-            return (
-                f"a trial needs {needed:g} {resource} ({settings['workers_per_trial']} workers x {per_worker:g}) "
-                f"but the cluster has {available:g}; lower --workers-per-trial or --{resource.lower()}s-per-worker"
-            )
-    return None
+def check_batch_split(training: dict, workers: int, where) -> None:
+    if training["global_batch_size"] % (workers * training["micro_batch_size"]):
+        raise UsageError(
+            f"global batch {training['global_batch_size']} is not a multiple of workers-per-trial "
+            f"({workers}) x micro-batch ({training['micro_batch_size']}) in {where}"
+        )
+
+
+def place_trials(settings: dict, run_root: storage.Location) -> dict:
+    """Each model's worker group, checked against the cluster Ray is connected to; the sweep's storage checked
+    to be one every node sees. Returns the settings to add; raises UsageError before any trial starts."""
+    import ray
+
+    shapes, totals = placement.cluster_capacity()
+    placements = placement.plan(
+        settings["params_b"], workers=settings["workers_per_trial"], cpus_per_worker=settings["cpus_per_worker"],
+        gpus_per_worker=settings["gpus_per_worker"], strategy=settings["strategy"],
+        gpu_memory_gb=settings["gpu_memory_gb"], cluster_has_gpus=totals.get("GPU", 0) > 0,
+    )
+    problem = placement.unplaceable(placements, shapes, totals)
+    if problem:
+        raise UsageError(problem)
+    for model, chosen in placements.items():
+        check_batch_split(settings["training"], chosen.workers, f"{settings['search_space']['file']} (for {model})")
+    unshared = storage.unshared_nodes(run_root)
+    if unshared:
+        raise UsageError(
+            f"storage {run_root} is not shared: {len(unshared)} of {len(ray.nodes())} nodes cannot read what this "
+            "node writes there; pass --storage s3://..., gs://... or a folder every node mounts"
+        )
+    return {"placements": {model: chosen.as_dict() for model, chosen in placements.items()},
+            "max_concurrent_trials": placement.max_concurrent_trials(placements, totals)}
 
 
 def versions() -> dict:
@@ -284,32 +333,41 @@ def main(argv=None) -> int:
     from rmsweep import aggregate, report, sweep
 
     if not ray.is_initialized():  # a caller (tests, a notebook) may have started Ray already
-        context = ray.init(address=os.environ.get("RAY_ADDRESS"), namespace="rmsweep", log_to_driver=False)
+        context = ray.init(
+            address=os.environ.get("RAY_ADDRESS"), namespace="rmsweep", log_to_driver=False,
+            # Ray Train gives up on a worker group after 60 s without resources; GPU nodes that an autoscaler
+            # starts for it take minutes to boot.
+            runtime_env={"env_vars": {"RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S": WORKER_GROUP_START_TIMEOUT_S}},
+        )
         print(f"Ray dashboard: http://{context.dashboard_url}", flush=True)
-    unplaceable = unplaceable_request(settings, ray.cluster_resources())
-    if unplaceable:
-        print(f"rmsweep.run: error: {unplaceable}", file=sys.stderr)
+    try:
+        settings.update(place_trials(settings, storage.Location(args.storage)))
+    except UsageError as error:
+        print(f"rmsweep.run: error: {error}", file=sys.stderr)
         return 2
+    for model, chosen in settings["placements"].items():
+        print(f"  {model}: {chosen['workers']} worker(s) x {chosen['cpus_per_worker']:g} CPU "
+              f"{chosen['gpus_per_worker']:g} GPU, {chosen['strategy']}", flush=True)
 
-    if run_dir.exists():
-        shutil.rmtree(run_dir)  # --overwrite, checked in resolve()
-    run_dir.mkdir(parents=True)
+    run_dir.remove()  # --overwrite, checked in resolve()
+    run_dir.make()
     started = time.time()
-    record = {**settings, "versions": versions(), "started": time.strftime("%Y-%m-%dT%H:%M:%S")}
-    atomic.write_text(run_dir / "sweep.json", json.dumps(record, indent=2))
+    record = {**settings, "versions": versions(), "started": time.strftime("%Y-%m-%dT%H:%M:%S"),
+              "started_unix": round(started, 1)}
+    run_dir.write_text("sweep.json", json.dumps(record, indent=2))
     print(f"run directory: {run_dir}", flush=True)
     # Put in the object store once; every trial's workers and the scoring tasks read them from there.
     training_data = ray.put({"train": data.train, "validation": data.validation})
     evaluation_data = ray.put({"benchmarks": data.eval, "validation": data.validation})
     aggregator = aggregate.Aggregator.options(name=aggregate.actor_name(settings["name"])).remote(
-        os.fspath(run_dir), settings, [evaluation_data]
+        run_dir, settings, [evaluation_data]
     )
     sweep.run_sweep(settings, space, aggregator, run_dir, training_data)
     print("scoring each base model's best checkpoint and fitting the selector ...", flush=True)
     best = ray.get(aggregator.finalize.remote())
 
     record.update(finished=time.strftime("%Y-%m-%dT%H:%M:%S"), wall_seconds=round(time.time() - started, 1))
-    atomic.write_text(run_dir / "sweep.json", json.dumps(record, indent=2))
+    run_dir.write_text("sweep.json", json.dumps(record, indent=2))
     with pd.option_context("display.width", 200, "display.float_format", "{:.3g}".format):
         print(best[report.best_columns(best)].to_string(index=False))
     print(f"\nresults in {run_dir}: {', '.join(OUTPUTS)} ({record['wall_seconds'] / 60:.1f} min)")

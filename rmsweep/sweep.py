@@ -6,9 +6,10 @@
 - trial: a function that builds and fits a `TorchTrainer` (Ray Train V2 cannot be passed to a Tuner);
   `TuneReportCallback` forwards every worker report to Tune; hyperparameters are sampled once here, in the
   driver, and reach every rank through `train_loop_config`;
-- `LedgerCallback` sends each finished trial to the aggregator actor.
+- each trial's worker group is sized per base model (`placement.py`): DDP replicas or FSDP shards;
+- `LedgerCallback` sends each trial's progress, and each finished trial, to the aggregator actor;
+  Tune's TensorBoard logger writes every trial's metrics under <run>/tune.
 """
-import os
 import pickle
 import time
 from collections import Counter
@@ -21,10 +22,12 @@ from optuna.samplers import GridSampler, TPESampler
 from ray import tune
 from ray.train.torch import TorchTrainer
 from ray.tune.integration.ray_train import CHECKPOINT_PATH_KEY, TuneReportCallback
+from ray.tune.logger import TBXLoggerCallback
 from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 from ray.tune.search import Searcher
 from ray.tune.search.optuna import OptunaSearch
 
+from rmsweep import storage
 from rmsweep.train import train_loop_per_worker
 
 METRIC, MODE = "val_accuracy", "max"
@@ -126,20 +129,23 @@ def run_trial(config: dict, settings: dict) -> None:
     """One trial: fit a TorchTrainer with this trial's sampled lr and epochs."""
     trial_id = tune.get_context().get_trial_id()
     model = config["model"]
+    placement = settings["placements"][model]
     train_config = {
         **settings["training"], "model": model, "model_spec": settings["model_specs"][model],
         "rm_type": settings["rm_type"], "bt_variant": settings["bt_variant"],
         "reward_centering": settings["reward_centering"], "lr": config["lr"], "epochs": config["epochs"],
         "seed": settings["seed"], "regression_weights": settings["validation_weights"], "data": settings["data_ref"],
+        "strategy": placement["strategy"],
     }
     # The trial driver's token CPU comes out of its workers' share: a trial reserves workers x cpus-per-worker.
-    workers = settings["workers_per_trial"]
-    resources = {"CPU": settings["cpus_per_worker"] - TRIAL_DRIVER_CPUS / workers, "GPU": settings["gpus_per_worker"]}
+    workers = placement["workers"]
+    resources = {"CPU": placement["cpus_per_worker"] - TRIAL_DRIVER_CPUS / workers,
+                 "GPU": placement["gpus_per_worker"]}
     trainer = TorchTrainer(
         train_loop_per_worker,
         train_loop_config=train_config,
         scaling_config=ray.train.ScalingConfig(
-            num_workers=workers, use_gpu=settings["gpus_per_worker"] > 0,
+            num_workers=workers, use_gpu=placement["gpus_per_worker"] > 0,
             resources_per_worker={k: v for k, v in resources.items() if v},
         ),
         run_config=ray.train.RunConfig(
@@ -156,30 +162,51 @@ def run_trial(config: dict, settings: dict) -> None:
 
 
 class LedgerCallback(tune.Callback):
-    """Follows every trial's reports and sends each finished trial, as one ledger row, to the aggregator."""
+    """Follows every trial's reports: sends each one's progress, and each finished trial as one ledger row, to
+    the aggregator. `checkpoints` turns the storage paths Ray Train reports into addresses (URIs)."""
 
-    def __init__(self, aggregator, total_trials: int):
+    def __init__(self, aggregator, total_trials: int, placements: dict, checkpoints: storage.Location):
         self._aggregator = aggregator
         self._total = total_trials
+        self._placements = placements
+        self._checkpoints = checkpoints
         self._finished = 0
         self._trials = {}
 
     @staticmethod
     def _new_state() -> dict:
         return {"started": time.time(), "best": float("nan"), "checkpoint": None, "step": 0, "total_steps": None,
-                "train_truncated": None, "train_dropped": None, "diverged": False}
+                "train_truncated": None, "train_dropped": None, "diverged": False, "nodes": None,
+                "tokens_per_second": None}
+
+    def _row(self, trial, status: str) -> dict:
+        state = self._trials.get(trial.trial_id) or self._new_state()  # e.g. failed before it started
+        placement = self._placements[trial.config["model"]]
+        stopped_early = status == "stopped_early"
+        return {
+            "trial_id": trial.trial_id, "model": trial.config["model"], "lr": trial.config["lr"],
+            "epochs": trial.config["epochs"], "status": status, "stopped_early": stopped_early,
+            "steps": state["step"], "total_steps": state["total_steps"], "best_val_accuracy": state["best"],
+            "wall_seconds": round(time.time() - state["started"], 1), "train_truncated": state["train_truncated"],
+            "train_dropped": state["train_dropped"], "tokens_per_second": state["tokens_per_second"],
+            "nodes": state["nodes"], "gpus": placement["workers"] * placement["gpus_per_worker"],
+            "checkpoint": state["checkpoint"],
+        }
 
     def on_trial_start(self, iteration, trials, trial, **info):
         self._trials[trial.trial_id] = self._new_state()
+        self._aggregator.trial_progress.remote(self._row(trial, "running"))
 
     def on_trial_result(self, iteration, trials, trial, result, **info):
         state = self._trials[trial.trial_id]
         state["step"], state["total_steps"] = result["step"], result["total_steps"]
         state["train_truncated"], state["train_dropped"] = result["train_truncated"], result["train_dropped"]
-        state["diverged"] = result["diverged"]
+        state["diverged"], state["nodes"] = result["diverged"], result["nodes"]
+        state["tokens_per_second"] = round(result["tokens_per_second"], 1)
         state["best"] = float(np.fmax(state["best"], result[METRIC]))  # fmax: the first result replaces NaN
         if result.get(CHECKPOINT_PATH_KEY):  # only improvements carry one: the latest is the best
-            state["checkpoint"] = result[CHECKPOINT_PATH_KEY]
+            state["checkpoint"] = self._checkpoints.address_of(result[CHECKPOINT_PATH_KEY])
+        self._aggregator.trial_progress.remote(self._row(trial, "running"))
 
     def on_trial_complete(self, iteration, trials, trial, **info):
         self._record(trial, failed=False)
@@ -188,42 +215,27 @@ class LedgerCallback(tune.Callback):
         self._record(trial, failed=True)
 
     def _record(self, trial, failed: bool) -> None:
-        state = self._trials.get(trial.trial_id) or self._new_state()  # e.g. failed before it started
+        state = self._trials.get(trial.trial_id) or self._new_state()
         stopped_early = (not failed and not state["diverged"] and state["total_steps"] is not None
                          and state["step"] < state["total_steps"])
         status = ("error" if failed else "diverged" if state["diverged"] else "stopped_early" if stopped_early
                   else "completed")
-        row = {
-            "trial_id": trial.trial_id, "model": trial.config["model"], "lr": trial.config["lr"],
-            "epochs": trial.config["epochs"], "status": status, "stopped_early": stopped_early,
-            "steps": state["step"], "total_steps": state["total_steps"], "best_val_accuracy": state["best"],
-            "wall_seconds": round(time.time() - state["started"], 1), "train_truncated": state["train_truncated"],
-            "train_dropped": state["train_dropped"], "checkpoint": state["checkpoint"],
-        }
+        row = self._row(trial, status)
         self._finished += 1
         ray.get(self._aggregator.record_trial.remote(row))
         print(f"[{self._finished}/{self._total}] {row['model']}  lr={row['lr']:.2e} epochs={row['epochs']}  "
               f"val_accuracy={row['best_val_accuracy']:.3f}  {status}  ({row['wall_seconds']:.0f} s)", flush=True)
 
 
-def max_concurrent_trials(workers_per_trial: int, cpus_per_worker: float, gpus_per_worker: float) -> int:
-    """How many trials' worker groups fit the cluster at once (at least 1)."""
-    available = ray.cluster_resources()
-    fits = [available.get("CPU", 0) // (workers_per_trial * cpus_per_worker)]
-    if gpus_per_worker:
-        fits.append(available.get("GPU", 0) // (workers_per_trial * gpus_per_worker))
-    return max(1, int(min(fits)))
-
-
-def run_sweep(settings: dict, space, aggregator, run_dir, data_ref) -> tune.ResultGrid:
+def run_sweep(settings: dict, space, aggregator, run_dir: storage.Location, data_ref) -> tune.ResultGrid:
     """One Tune run over every base model; `data_ref` holds the train and validation records."""
     models = list(settings["model_specs"])
     steps_per_epoch = settings["train_examples"] // settings["training"]["global_batch_size"]
     max_evaluations = max(1, max(space.epochs) * steps_per_epoch // settings["training"]["eval_every"])
     total_trials = len(models) * settings["samples_per_model"]
-    concurrency = max_concurrent_trials(settings["workers_per_trial"], settings["cpus_per_worker"],
-                                        settings["gpus_per_worker"])
-    settings = {**settings, "checkpoint_storage": os.fspath(run_dir / "checkpoints"), "data_ref": data_ref}
+    concurrency = settings["max_concurrent_trials"]
+    checkpoints = run_dir.child("checkpoints")
+    settings = {**settings, "checkpoint_storage": checkpoints.uri, "data_ref": data_ref}
     grid = space.grid() if settings["sampler"] == "grid" else None
     tuner = tune.Tuner(
         tune.with_resources(tune.with_parameters(run_trial, settings=settings), {"CPU": TRIAL_DRIVER_CPUS}),
@@ -235,8 +247,9 @@ def run_sweep(settings: dict, space, aggregator, run_dir, data_ref) -> tune.Resu
             max_concurrent_trials=concurrency,
         ),
         run_config=tune.RunConfig(
-            name="tune", storage_path=os.fspath(run_dir), verbose=0,
-            callbacks=[LedgerCallback(aggregator, total_trials)],
+            name="tune", storage_path=run_dir.uri, verbose=0,
+            callbacks=[LedgerCallback(aggregator, total_trials, settings["placements"], checkpoints),
+                       TBXLoggerCallback()],
         ),
     )
     print(f"sweeping {len(models)} base model(s) x {settings['samples_per_model']} trials, "

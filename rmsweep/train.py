@@ -10,29 +10,22 @@ A non-finite loss on any rank stops the trial at once with `diverged` set in its
 """
 import math
 import tempfile
-from contextlib import nullcontext
+import time
 
 import torch
 import torch.distributed as dist
 
-from rmsweep import datasets, heads, losses, modeling
+from rmsweep import datasets, distributed, heads, losses, modeling
 
 # What a checkpoint's rmsweep_meta.json records of the trial's config.
-META_KEYS = ("model", "model_spec", "rm_type", "lr", "epochs", "bt_variant", "reward_centering", "regression_weights")
+META_KEYS = ("model", "model_spec", "rm_type", "lr", "epochs", "bt_variant", "reward_centering", "regression_weights",
+             "strategy")
 
 
 def check_same_across_ranks(values_by_rank: list) -> None:
     """Hyperparameters are sampled once per trial by the searcher; every rank must hold that one sample."""
     if any(values != values_by_rank[0] for values in values_by_rank):
         raise RuntimeError(f"ranks disagree on hyperparameters: {values_by_rank}")
-
-
-def _sum_across_ranks(*counts: float) -> list[float]:
-    if not (dist.is_available() and dist.is_initialized()):
-        return list(counts)
-    totals = torch.tensor(counts, dtype=torch.float64)
-    dist.all_reduce(totals)
-    return totals.tolist()
 
 
 def _scalar_weights(config: dict) -> list | None:
@@ -58,11 +51,21 @@ def _micro_batch_loss(model, config: dict, tokenized: datasets.Tokenized, indice
     return loss
 
 
+def _tokens(tokenized: datasets.Tokenized, indices: list[int]) -> int:
+    """Real (non-pad) tokens of these rows: what throughput counts."""
+    rows = [tokenized.sequences[i] for i in indices]
+    return sum(len(c) + len(r) for c, r in rows) if rows and isinstance(rows[0], tuple) else sum(map(len, rows))
+
+
 def _validation_accuracy(model, validation: datasets.Tokenized, pad_id, device, rank, world_size, weights) -> float:
-    shard = datasets.Tokenized(validation.sequences[rank::world_size])
+    # Every rank scores the same number of pairs (the last ones padded with a repeat, left uncounted): a sharded
+    # model gathers its weights in each forward pass, which every rank must join.
+    mine = validation.sequences[rank::world_size]
+    per_rank = math.ceil(len(validation.sequences) / world_size)
+    shard = datasets.Tokenized(mine + validation.sequences[:1] * (per_rank - len(mine)))
     chosen, rejected = modeling.score_pairs(modeling.unwrap(model), shard, pad_id, device)
-    chosen, rejected = modeling.scalar(chosen, weights), modeling.scalar(rejected, weights)
-    wins, total = _sum_across_ranks(float((chosen > rejected).sum()), float(len(chosen)))
+    chosen, rejected = modeling.scalar(chosen, weights)[: len(mine)], modeling.scalar(rejected, weights)[: len(mine)]
+    wins, total = distributed.sum_across_ranks(float((chosen > rejected).sum()), float(len(mine)))
     return wins / total
 
 
@@ -98,50 +101,56 @@ def fit_reward_model(config: dict, report, rank: int = 0, world_size: int = 1, d
     accumulation = config["global_batch_size"] // (world_size * config["micro_batch_size"])
 
     step, best_accuracy, recent_losses = 0, float("-inf"), []
+    tokens, training_seconds = 0, 0.0  # since the last evaluation, for throughput
     for epoch in range(config["epochs"]):
         for micro_batches in datasets.rank_micro_batches(
             len(train.sequences), config["global_batch_size"], config["micro_batch_size"], rank, world_size,
             config["seed"], epoch,
         ):
+            step_started = time.perf_counter()
             model.train()
             for index, micro_batch in enumerate(micro_batches):
-                is_last = index == len(micro_batches) - 1
-                # Skip the gradient all-reduce until the last micro-batch of the step.
-                sync = nullcontext() if is_last or not hasattr(model, "no_sync") else model.no_sync()
-                with sync:
+                # Gradients are reduced across ranks once per step, on its last micro-batch.
+                with distributed.gradient_sync(model, enabled=index == len(micro_batches) - 1):
                     loss = _micro_batch_loss(model, config, train, micro_batch, pad_id, device) / accumulation
                     loss.backward()
                 recent_losses.append(loss.item() * accumulation)
+                tokens += _tokens(train, micro_batch)
             step_losses = recent_losses[-len(micro_batches):]
             # Every rank must stop together (or the others wait forever in the next all-reduce).
-            diverged = _sum_across_ranks(float(not all(map(math.isfinite, step_losses))))[0] > 0
+            diverged = distributed.sum_across_ranks(float(not all(map(math.isfinite, step_losses))))[0] > 0
             if not diverged:
                 optimizer.step()
                 schedule.step()
             optimizer.zero_grad(set_to_none=True)
             step += 1
+            training_seconds += time.perf_counter() - step_started
 
             if step % config["eval_every"] and step != total_steps and not diverged:
                 continue
             # A diverged model is not evaluated: its scores are NaN. It reports its best so far and stops.
             accuracy = (max(best_accuracy, 0.0) if diverged else
                         _validation_accuracy(model, validation, pad_id, device, rank, world_size, weights))
+            all_tokens = distributed.sum_across_ranks(tokens)[0]
             metrics = {
                 "step": step, "total_steps": total_steps, "epoch": epoch + 1, "val_accuracy": accuracy,
                 "train_loss": sum(recent_losses) / len(recent_losses), "train_truncated": train.truncated,
                 "train_dropped": train.dropped, "validation_dropped": validation.dropped, "diverged": diverged,
+                "tokens_per_second": all_tokens / training_seconds,
             }
-            recent_losses = []
+            recent_losses, tokens, training_seconds = [], 0, 0.0
             if diverged:
                 report({**metrics, "best_val_accuracy": accuracy}, None)
                 return
             improved = accuracy > best_accuracy
             best_accuracy = max(best_accuracy, accuracy)
             metrics["best_val_accuracy"] = best_accuracy
+            weights_gathered = distributed.full_state_dict(model) if improved else None  # every rank joins
             if improved and rank == 0:
                 with tempfile.TemporaryDirectory() as checkpoint_dir:
                     meta = {key: config[key] for key in META_KEYS}
-                    modeling.save_reward_model(model, tokenizer, checkpoint_dir, {**meta, **metrics})
+                    modeling.save_reward_model(model, tokenizer, checkpoint_dir, {**meta, **metrics},
+                                               weights_gathered)
                     report(metrics, checkpoint_dir)
             else:
                 report(metrics, None)
@@ -153,14 +162,21 @@ def train_loop_per_worker(config: dict) -> None:
     import ray.train
     import ray.train.torch
 
+    context = ray.train.get_context()
+    world_size, device = context.get_world_size(), ray.train.torch.get_device()
+    if device.type == "cuda":
+        torch.cuda.set_device(device)  # NCCL collectives run on the current device
+    # Which nodes the trial's workers ran on, for the ledger: every rank's, gathered once.
+    nodes = [ray.get_runtime_context().get_node_id()[:8]] * world_size
+    if world_size > 1:
+        dist.all_gather_object(nodes, nodes[0])
+
     def report_to_ray(metrics, checkpoint_dir):
         checkpoint = ray.train.Checkpoint.from_directory(checkpoint_dir) if checkpoint_dir else None
-        ray.train.report(metrics, checkpoint=checkpoint)
+        ray.train.report({**metrics, "nodes": " ".join(sorted(set(nodes)))}, checkpoint=checkpoint)
 
     if isinstance(config["data"], ray.ObjectRef):  # the sweep puts the records in the object store once
         config = {**config, "data": ray.get(config["data"])}
-    context = ray.train.get_context()
-    fit_reward_model(
-        config, report_to_ray, rank=context.get_world_rank(), world_size=context.get_world_size(),
-        device=ray.train.torch.get_device(), prepare_model=ray.train.torch.prepare_model,
-    )
+    prepare = distributed.shard if config["strategy"] == "fsdp" else ray.train.torch.prepare_model
+    fit_reward_model(config, report_to_ray, rank=context.get_world_rank(), world_size=world_size,
+                     device=device, prepare_model=prepare)

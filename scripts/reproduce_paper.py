@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from rmsweep import analyses, atomic, registry, report, selector
+from rmsweep import analyses, registry, report, selector, storage
 
 # Table 1 of the paper: RewardBench change of each stage, regression RMs, in percent.
 TABLE1_CLAIMS = {"sft vs base": 15.5, "dpo vs sft": -3.1, "rlvr vs sft": -4.8}
@@ -62,7 +62,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, default=Path("paper_report"), help="report folder (default: %(default)s)")
     args = parser.parse_args()
-    args.out.mkdir(parents=True, exist_ok=True)
+    out = storage.Location(args.out)
 
     results = analyses.paper_results()
     stages = analyses.stage_deltas(results)
@@ -80,9 +80,9 @@ def main() -> None:
 
     lines = ["# arXiv 2505.10775 reproduced from its published results", "",
              "Scores are the paper's RewardBench four-section means (Tables 4 and 5).", "",
-             *report.render_analyses([gains, stages, bt_vs_regression, analyses.scale_curve(results, args.out),
-                                      analyses.coverage_curves(fitted, args.out)])]
-    atomic.write_text(args.out / "report.md", "\n".join(lines))
+             *report.render_analyses([gains, stages, bt_vs_regression, analyses.scale_curve(results, out),
+                                      analyses.coverage_curves(fitted, out)])]
+    out.write_text("report.md", "\n".join(lines))
     print(f"\nwrote {args.out / 'report.md'} and its plots")
 
 

@@ -6,7 +6,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from rmsweep import analyses
+from rmsweep import analyses, storage
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -50,8 +50,8 @@ def test_analyses_say_what_data_they_need(tmp_path):
     assert "Llama-3.x" in analyses.size_group_gains(one_sweep).needs
     assert "two stages" in analyses.stage_deltas(one_sweep).needs
     assert "--rm-type regression" in analyses.bt_vs_regression(one_sweep).needs
-    assert "trials.csv" in analyses.lr_sensitivity(None, tmp_path).needs
-    curve = analyses.scale_curve(one_sweep, tmp_path)
+    assert "trials.csv" in analyses.lr_sensitivity(None, storage.Location(tmp_path)).needs
+    curve = analyses.scale_curve(one_sweep, storage.Location(tmp_path))
     assert curve.needs is None and (tmp_path / curve.plot).stat().st_size > 0
 
 

@@ -74,10 +74,13 @@ def test_existing_run_directory_is_not_replaced(tmp_path):
     assert result.returncode == 2 and "--overwrite" in result.stderr
 
 
-def test_a_trial_larger_than_the_cluster_is_refused():
-    from rmsweep.run import unplaceable_request
-
-    settings = {"workers_per_trial": 2, "cpus_per_worker": 1.0, "gpus_per_worker": 1.0}
-    assert unplaceable_request(settings, {"CPU": 16.0, "GPU": 2.0}) is None
-    assert "needs 2 GPU" in unplaceable_request(settings, {"CPU": 16.0})
-    assert "needs 2 CPU" in unplaceable_request(settings, {"CPU": 1.0, "GPU": 8.0})
+def test_an_impossible_placement_exits_2_before_any_trial(tmp_path):
+    # This machine's local Ray cluster has no GPU: a worker asking for 4 can never be placed.
+    result = run_cli("--family", "gemma2", "--scale", "tiny", "--gpus-per-worker", "4",
+                     "--storage", str(tmp_path / "runs"), cwd=tmp_path)
+    assert result.returncode == 2, result.stderr
+    # Ray's own start-up lines (the dashboard's address) come first; ours is one line, without a traceback.
+    last_line = result.stderr.splitlines()[-1]
+    assert last_line.startswith("rmsweep.run: error: gemma-2-9b-it: no node offers one worker's 1 CPU and 4 GPU")
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "runs" / "gemma2-bt-tiny").exists()

@@ -1,7 +1,7 @@
 import pandas as pd
 import pytest
 
-from rmsweep import report
+from rmsweep import report, storage
 
 SWEEP = {"family": "gemma2", "rm_type": "bt", "scale": "tiny", "seed": 0, "benchmarks": ["rewardbench", "rewardbench2"]}
 TRIALS = pd.DataFrame({
@@ -25,7 +25,7 @@ FITTED = {"fitted_on": "the paper", "status": "fitted", "n_models": 40, "feature
     ({"fitted_on": "this sweep", "status": "skipped", "reason": "needs >= 3 models"}, "Not fitted on this sweep"),
 ])
 def test_report_states_what_the_selector_found(tmp_path, selector, expected):
-    report.write_report(tmp_path, SWEEP, TRIALS, BEST, selector)
+    report.write_report(storage.Location(tmp_path), SWEEP, TRIALS, BEST, selector)
     text = (tmp_path / "report.md").read_text()
     assert expected in text
     assert "3 trials (2 completed, 1 stopped_early)" in text

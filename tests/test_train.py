@@ -7,12 +7,12 @@ import torch.distributed as dist
 import torch.multiprocessing
 from torch.nn.parallel import DistributedDataParallel
 
-from rmsweep import datasets, modeling, sources, train
+from rmsweep import datasets, distributed, modeling, sources, train
 
 CONFIG = dict(model="gemma-2-2b-it", model_spec={"source": "tiny", "architecture": "gemma2"}, rm_type="bt",
               bt_variant="plain", reward_centering=0.0, lr=1e-3, epochs=1, global_batch_size=32,
               micro_batch_size=16, warmup_steps=20, eval_every=16, max_length=128, seed=0,
-              regression_weights=[0.30, 0.74, 0.46, 0.47, -0.33])
+              regression_weights=[0.30, 0.74, 0.46, 0.47, -0.33], strategy="ddp")
 DATA = {rm_type: sources.builtin(rm_type) for rm_type in ("bt", "regression")}
 
 
@@ -105,33 +105,55 @@ def test_ranks_holding_different_hyperparameters_are_refused():
         raise AssertionError("a rank with other hyperparameters was accepted")
 
 
-def _data_parallel_worker(rank, world_size, port, out_dir):
+def _data_parallel_worker(rank, world_size, port, out_dir, strategy):
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     dist.init_process_group("gloo", rank=rank, world_size=world_size)
     torch.set_num_threads(1)
     wrapped = []
 
     def prepare(model):
-        wrapped.append(DistributedDataParallel(model))
+        wrapped.append(distributed.shard(model) if strategy == "fsdp" else DistributedDataParallel(model))
         return wrapped[0]
 
     data = DATA["bt"]
-    config = {**CONFIG, "eval_every": 2, "data": {"train": data.train[:128], "validation": data.validation[:63]}}
-    train.fit_reward_model(config, lambda metrics, checkpoint: None, rank, world_size, "cpu", prepare)
-    torch.save(wrapped[0].module.state_dict(), os.path.join(out_dir, f"rank{rank}.pt"))
+    config = {**CONFIG, "eval_every": 2, "strategy": strategy,
+              "data": {"train": data.train[:128], "validation": data.validation[:63]}}
+    reports = []
+    train.fit_reward_model(config, lambda metrics, checkpoint: reports.append(metrics), rank, world_size, "cpu",
+                           prepare)
+    state = distributed.full_state_dict(wrapped[0]) or modeling.unwrap(wrapped[0]).model.state_dict()
+    if rank == 0 or strategy == "ddp":
+        torch.save((state, reports), os.path.join(out_dir, f"{strategy}-rank{rank}.pt"))
     dist.destroy_process_group()
+
+
+def _train_on_two_ranks(tmp_path, strategy):
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    torch.multiprocessing.start_processes(_data_parallel_worker, args=(2, port, str(tmp_path), strategy), nprocs=2,
+                                          start_method="fork")
 
 
 def test_data_parallel_ranks_train_one_model(tmp_path):
     """Two DDP ranks see different halves of each batch; synced gradients keep their weights identical."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    torch.multiprocessing.start_processes(_data_parallel_worker, args=(2, port, str(tmp_path)), nprocs=2,
-                                          start_method="fork")
-    rank0, rank1 = (torch.load(tmp_path / f"rank{rank}.pt") for rank in (0, 1))
+    _train_on_two_ranks(tmp_path, "ddp")
+    rank0, rank1 = (torch.load(tmp_path / f"ddp-rank{rank}.pt")[0] for rank in (0, 1))
     torch.manual_seed(CONFIG["seed"])  # the initial weights, as fit_reward_model seeds them
-    initial = modeling.load_reward_model(CONFIG["model_spec"], "bt")[1].state_dict()
+    initial = modeling.load_reward_model(CONFIG["model_spec"], "bt")[1].model.state_dict()
     assert any(not torch.equal(rank0[name], initial[name]) for name in rank0)  # it trained
     for name in rank0:
         torch.testing.assert_close(rank0[name], rank1[name], msg=name)
+
+
+def test_fsdp_shards_train_the_same_model_as_ddp_replicas(tmp_path):
+    """FSDP over two ranks (each holding half of every weight) takes the same steps as DDP, and gathers whole
+    weights for the checkpoint; validation accuracy is counted over the same pairs."""
+    _train_on_two_ranks(tmp_path, "ddp")
+    _train_on_two_ranks(tmp_path, "fsdp")
+    (ddp, ddp_reports), (fsdp, fsdp_reports) = (torch.load(tmp_path / f"{s}-rank0.pt") for s in ("ddp", "fsdp"))
+    assert sorted(fsdp) == sorted(ddp)
+    for name in ddp:
+        torch.testing.assert_close(fsdp[name], ddp[name], rtol=1e-4, atol=1e-5, msg=name)
+    assert [m["val_accuracy"] for m in fsdp_reports] == pytest.approx([m["val_accuracy"] for m in ddp_reports])
+    assert all(m["tokens_per_second"] > 0 for m in fsdp_reports)

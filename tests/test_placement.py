@@ -1,0 +1,53 @@
+"""Worker groups per base model, and the checks that refuse a trial the cluster can never place."""
+import pytest
+
+from rmsweep import placement
+
+A100_NODE = {"CPU": 96.0, "GPU": 8.0}
+HEAD = {"CPU": 16.0}
+
+
+def _plan(params_b, **overrides):
+    options = dict(workers=None, cpus_per_worker=1.0, gpus_per_worker=None, strategy="auto", gpu_memory_gb=80.0,
+                   cluster_has_gpus=True)
+    return placement.plan(params_b, **{**options, **overrides})
+
+
+def test_auto_gives_small_models_one_gpu_and_shards_large_ones():
+    plans = _plan({"small": 2.6, "mid": 3.8, "large": 9.2})
+    # 2.6B x 16 bytes x 1.25 = 48 GiB fits one 80 GB GPU; 3.8B needs 71 GiB, still one; 9.2B needs 171 GiB: 4.
+    assert plans["small"] == placement.Placement(1, 1.0, 1.0, "ddp")
+    assert plans["mid"] == placement.Placement(1, 1.0, 1.0, "ddp")
+    assert plans["large"] == placement.Placement(4, 1.0, 1.0, "fsdp")
+    assert _plan({"large": 9.2}, gpu_memory_gb=24)["large"].workers == 8
+
+
+def test_auto_on_a_cluster_without_gpus_is_one_cpu_worker():
+    assert _plan({"large": 9.2}, cluster_has_gpus=False)["large"] == placement.Placement(1, 1.0, 0.0, "ddp")
+
+
+def test_given_counts_are_kept_and_strategy_follows_memory():
+    plans = _plan({"small": 1.0, "large": 9.2}, workers=2)
+    assert plans["small"] == placement.Placement(2, 1.0, 1.0, "ddp")  # fits one GPU: replicas
+    assert plans["large"] == placement.Placement(2, 1.0, 1.0, "fsdp")  # does not: shards
+    assert _plan({"small": 1.0}, workers=2, strategy="fsdp")["small"].strategy == "fsdp"
+
+
+@pytest.mark.parametrize("plans, shapes, totals, message", [
+    ({"m": placement.Placement(1, 1.0, 16.0, "ddp")}, [HEAD, A100_NODE], {"CPU": 112, "GPU": 8},
+     "m: no node offers one worker's 1 CPU and 16 GPU"),
+    ({"m": placement.Placement(16, 1.0, 1.0, "fsdp")}, [HEAD, A100_NODE], {"CPU": 112, "GPU": 8},
+     "m: a trial needs 16 GPU (16 workers x 1) but the cluster has at most 8"),
+    ({"m": placement.Placement(4, 2.0, 0.0, "ddp")}, [{"CPU": 2.0}], {"CPU": 2.0},
+     "m: a trial needs 8 CPU (4 workers x 2) but the cluster has at most 2"),
+])
+def test_a_trial_the_cluster_can_never_place_is_refused(plans, shapes, totals, message):
+    assert placement.unplaceable(plans, shapes, totals).startswith(message)
+
+
+def test_a_placeable_request_passes_and_sets_concurrency_by_the_largest_trial():
+    plans = {"small": placement.Placement(1, 1.0, 1.0, "ddp"), "large": placement.Placement(4, 1.0, 1.0, "fsdp")}
+    totals = {"CPU": 16 + 2 * 96, "GPU": 16}
+    assert placement.unplaceable(plans, [HEAD, A100_NODE], totals) is None
+    assert placement.max_concurrent_trials(plans, totals) == 4  # 16 GPUs / 4 per large trial
+    assert placement.max_concurrent_trials({"m": placement.Placement(1, 1.0, 0.0, "ddp")}, {"CPU": 2}) == 2
