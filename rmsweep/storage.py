@@ -104,9 +104,10 @@ def shared_probe(location: Location) -> tuple[str, str]:
     return name, token
 
 
-def sees_probe(location: Location, name: str, token: str) -> bool:
+def sees_probe(address: str, name: str, token: str) -> bool:
+    """Run on each node: the address is resolved there, with that node's own mounts, credentials and endpoint."""
     try:
-        return location.read_text(name) == token
+        return Location(address).read_text(name) == token
     except OSError:
         return False
 
@@ -124,7 +125,7 @@ def unshared_nodes(location: Location) -> list[str]:
     check = ray.remote(num_cpus=0)(sees_probe)
     try:
         seen = ray.get([check.options(scheduling_strategy=NodeAffinitySchedulingStrategy(node, soft=False))
-                        .remote(location, name, token) for node in nodes])
+                        .remote(location.uri, name, token) for node in nodes])
     finally:
         location.filesystem.delete_file(f"{location.path}/{name}")
     return [node for node, sees in zip(nodes, seen) if not sees]

@@ -1,5 +1,10 @@
 """Tiny sweeps through Ray Tune + Ray Train end to end, sharing one local Ray instance (2 CPUs)."""
 import json
+import os
+import subprocess
+import sys
+import time
+import urllib.request
 
 import pandas as pd
 import pytest
@@ -102,3 +107,45 @@ def test_a_diverging_trial_is_recorded_and_the_sweep_goes_on(local_ray, tmp_path
     by_lr = trials.set_index("lr")["status"].to_dict()
     assert by_lr == {1e-3: "completed", 1e6: "diverged"}
     assert best.loc[0, "best_lr"] == 1e-3
+
+
+def _status(storage, name):
+    result = subprocess.run([sys.executable, "-m", "rmsweep.status", "--storage", str(storage), "--name", name],
+                            capture_output=True, text=True, timeout=60)
+    return result.returncode, result.stdout
+
+
+def _prometheus_metrics() -> str:
+    port = ray._private.worker.global_worker.node.metrics_export_port
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
+        return response.read().decode()
+
+
+def test_status_and_metrics_follow_a_running_sweep(local_ray, tmp_path):
+    """A sweep in another process, on this module's Ray: status reads it while it runs and once it is done,
+    and the aggregator's metrics reach Ray's Prometheus endpoint (what the dashboard's Metrics view shows)."""
+    address = ray.get_runtime_context().gcs_address
+    sweep = subprocess.Popen([sys.executable, "-m", "rmsweep.run", "--family", "gemma2", "--models", "gemma-2-2b-it",
+                              "--scale", "tiny", "--num-samples", "2", "--storage", str(tmp_path)],
+                             env={**os.environ, "RAY_ADDRESS": address}, stdout=subprocess.DEVNULL,
+                             stderr=subprocess.PIPE, text=True)
+    try:
+        seen_running, seen_metric = None, False
+        deadline = time.time() + 240
+        while sweep.poll() is None and time.time() < deadline and not (seen_running and seen_metric):
+            time.sleep(2)
+            if not seen_running and (tmp_path / "gemma2-bt-tiny" / "sweep.json").exists():
+                code, out = _status(tmp_path, "gemma2-bt-tiny")
+                if code == 0 and "running (as of" in out:
+                    seen_running = out
+            seen_metric = seen_metric or 'rmsweep_trials{' in _prometheus_metrics()
+        assert seen_running and "gemma2-bt-tiny: running" in seen_running and "0 GPU-hours" in seen_running
+        assert seen_metric
+        assert sweep.wait(timeout=300) == 0, sweep.stderr.read()
+    finally:
+        sweep.kill()
+    code, out = _status(tmp_path, "gemma2-bt-tiny")
+    assert code == 0 and "gemma2-bt-tiny: finished" in out and "2 of 2 finished" in out
+    metrics = _prometheus_metrics()
+    assert 'rmsweep_best_val_accuracy{' in metrics and 'model="gemma-2-2b-it"' in metrics
+    assert _status(tmp_path, "no-such-run")[0] == 2
