@@ -6,7 +6,7 @@ from rmsweep import analyses, scoring, storage
 BEST_COLUMNS = ["model", "size_group", "params_b", "best_lr", "best_epochs", "val_accuracy", "regression_weights",
                 *[column for columns in scoring.SCORE_COLUMNS.values() for column in columns.values()]]
 TRIAL_COLUMNS = ["model", "lr", "epochs", "status", "steps", "total_steps", "best_val_accuracy", "train_truncated",
-                 "train_dropped", "wall_seconds"]
+                 "train_dropped", "tokens_per_second", "gpus", "nodes", "wall_seconds"]
 
 
 def _markdown(table: pd.DataFrame) -> str:
@@ -62,7 +62,8 @@ def write_report(run_dir: storage.Location, sweep: dict, trials: pd.DataFrame, b
         f"# rmsweep: family `{sweep['family']}`, {sweep['rm_type']} reward models, scale `{sweep['scale']}`",
         "",
         f"{len(trials)} trials ({', '.join(f'{n} {status}' for status, n in counts.items())}); "
-        f"{trials['wall_seconds'].sum() / 60:.1f} trial-minutes; seed {sweep['seed']}.",
+        f"{trials['wall_seconds'].sum() / 60:.1f} trial-minutes, "
+        f"{(trials['wall_seconds'] * trials['gpus']).sum() / 3600:.2f} GPU-hours; seed {sweep['seed']}.",
         "Scores are fractions in [0, 1]. `rewardbench` is the mean of RewardBench's four sections, each "
         "weighted by its published subset counts; `rewardbench2` the mean of RewardBench 2's six domains "
         f"(best-of-4, Ties by its own formula). The analyses use `{headline}`.",

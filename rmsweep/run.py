@@ -19,7 +19,7 @@ import time
 from importlib.metadata import version
 from pathlib import Path
 
-from rmsweep import placement, registry, scoring, sources, spaces, storage
+from rmsweep import placement, registry, scoring, sources, spaces, storage, token_cache
 
 RM_TYPES = ("bt", "regression", "bnrm")
 BT_VARIANTS = ("plain", "margin", "scaled")  # losses.BT_VARIANTS, without importing torch for --help
@@ -325,7 +325,11 @@ def main(argv=None) -> int:
         return 2
     for account in data.accounts:
         print(f"  {account}", flush=True)
-    settings.update(data_accounts=data.accounts, train_examples=len(data.train))
+    settings.update(data_accounts=data.accounts, train_examples=len(data.train),
+                    data_fingerprints={"train": token_cache.fingerprint(data.train),
+                                       "validation": token_cache.fingerprint(data.validation)},
+                    # Beside the runs, not in one: later sweeps on the same data and tokenizer reuse it.
+                    token_cache=storage.Location(args.storage).child("token_cache").uri)
 
     import pandas as pd
     import ray

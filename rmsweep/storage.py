@@ -69,9 +69,12 @@ class Location:
     def write_text(self, name: str, text: str) -> None:
         self.write_bytes(name, text.encode())
 
-    def read_text(self, name: str) -> str:
+    def read_bytes(self, name: str) -> bytes:
         with self.filesystem.open_input_stream(f"{self.path}/{name}") as stream:
-            return stream.read().decode()
+            return stream.read()
+
+    def read_text(self, name: str) -> str:
+        return self.read_bytes(name).decode()
 
     def size_bytes(self) -> int:
         if not self.exists():

@@ -135,7 +135,8 @@ def run_trial(config: dict, settings: dict) -> None:
         "rm_type": settings["rm_type"], "bt_variant": settings["bt_variant"],
         "reward_centering": settings["reward_centering"], "lr": config["lr"], "epochs": config["epochs"],
         "seed": settings["seed"], "regression_weights": settings["validation_weights"], "data": settings["data_ref"],
-        "strategy": placement["strategy"],
+        "strategy": placement["strategy"], "token_cache": settings["token_cache"],
+        "data_fingerprints": settings["data_fingerprints"],
     }
     # The trial driver's token CPU comes out of its workers' share: a trial reserves workers x cpus-per-worker.
     workers = placement["workers"]

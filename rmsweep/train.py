@@ -15,7 +15,7 @@ import time
 import torch
 import torch.distributed as dist
 
-from rmsweep import datasets, distributed, heads, losses, modeling
+from rmsweep import datasets, distributed, heads, losses, modeling, storage, token_cache
 
 # What a checkpoint's rmsweep_meta.json records of the trial's config.
 META_KEYS = ("model", "model_spec", "rm_type", "lr", "epochs", "bt_variant", "reward_centering", "regression_weights",
@@ -79,14 +79,18 @@ def fit_reward_model(config: dict, report, rank: int = 0, world_size: int = 1, d
         check_same_across_ranks(gathered)
     torch.manual_seed(config["seed"])
 
-    # Model, tokenizer and data (canonical records, see sources.py).
+    # Model, tokenizer and data (canonical records, see sources.py), tokenized once per sweep storage.
     tokenizer, model = modeling.load_reward_model(config["model_spec"], rm_type)
     records = config["data"]
-    if rm_type == "regression":
-        train = datasets.tokenize_ratings(tokenizer, records["train"], config["max_length"])
-    else:
-        train = datasets.tokenize_pairs(tokenizer, records["train"], config["max_length"])
-    validation = datasets.tokenize_pairs(tokenizer, records["validation"], config["max_length"])
+    cache = storage.Location(config["token_cache"]) if config["token_cache"] else None
+    key = {"tokenizer": config["model_spec"], "max_length": config["max_length"]}
+    tokenize_train = datasets.tokenize_ratings if rm_type == "regression" else datasets.tokenize_pairs
+    train = token_cache.load_or_tokenize(
+        cache, {**key, "data": config["data_fingerprints"]["train"], "as": tokenize_train.__name__},
+        lambda: tokenize_train(tokenizer, records["train"], config["max_length"]))
+    validation = token_cache.load_or_tokenize(
+        cache, {**key, "data": config["data_fingerprints"]["validation"], "as": "tokenize_pairs"},
+        lambda: datasets.tokenize_pairs(tokenizer, records["validation"], config["max_length"]))
     model = prepare_model(model.to(device))
     pad_id, weights = tokenizer.pad_token_id, _scalar_weights(config)
 

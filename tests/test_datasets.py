@@ -1,5 +1,7 @@
 """Tokenizing canonical records: the prompt is cut from the left, the response kept, and both counted."""
-from rmsweep import datasets, sources, tiny
+import pytest
+
+from rmsweep import datasets, sources, storage, tiny, token_cache
 
 TOKENIZER = tiny.tiny_tokenizer()
 
@@ -35,3 +37,23 @@ def test_benchmark_completions_are_never_dropped():
              "completions": [" ".join(["detail"] * n) for n in (4, 40, 5, 6)]}
     tokenized = datasets.tokenize_groups(TOKENIZER, [group], max_length=32)
     assert len(tokenized.sequences) == 4 and tokenized.truncated == 1
+
+
+@pytest.mark.parametrize("rm_type", ["bt", "regression"])
+def test_a_tokenized_split_is_read_back_from_the_cache_unchanged(tmp_path, rm_type):
+    rows = sources.builtin(rm_type).train[:40]
+    tokenize = datasets.tokenize_ratings if rm_type == "regression" else datasets.tokenize_pairs
+    calls = []
+
+    def count_and_tokenize():
+        calls.append(1)
+        return tokenize(TOKENIZER, rows, 30)  # short enough to cut some prompts
+
+    cache = storage.Location(tmp_path / "cache")
+    key = {"tokenizer": "tiny", "data": token_cache.fingerprint(rows)}
+    first = token_cache.load_or_tokenize(cache, key, count_and_tokenize)
+    second = token_cache.load_or_tokenize(cache, key, count_and_tokenize)
+    assert len(calls) == 1 and len(list((tmp_path / "cache").glob("*.parquet"))) == 1
+    assert second == first and first.truncated > 0
+    token_cache.load_or_tokenize(cache, {**key, "data": token_cache.fingerprint(rows[:39])}, count_and_tokenize)
+    assert len(calls) == 2  # other data, another entry

@@ -9,6 +9,7 @@ TRIALS = pd.DataFrame({
     "status": ["completed", "stopped_early", "completed"], "stopped_early": [False, True, False],
     "steps": [64, 16, 64], "total_steps": [64, 128, 64], "best_val_accuracy": [0.9, 0.6, 0.8],
     "wall_seconds": [30.0, 20.0, 30.0], "train_truncated": [0, 0, 0], "train_dropped": [0, 0, 0],
+    "tokens_per_second": [5e4, 5e4, 6e4], "gpus": [1.0, 1.0, 2.0], "nodes": ["a1b2c3d4"] * 3,
 })
 BEST = pd.DataFrame({column: [0.9] for column in report.BEST_COLUMNS}
                     | {"model": ["a"], "size_group": ["<3B"], "family": ["f"], "stage": ["sft"], "rm_type": ["bt"]})
@@ -28,7 +29,7 @@ def test_report_states_what_the_selector_found(tmp_path, selector, expected):
     report.write_report(storage.Location(tmp_path), SWEEP, TRIALS, BEST, selector)
     text = (tmp_path / "report.md").read_text()
     assert expected in text
-    assert "3 trials (2 completed, 1 stopped_early)" in text
+    assert "3 trials (2 completed, 1 stopped_early)" in text and "0.03 GPU-hours" in text  # 30 + 20 + 2 x 30 GPU-seconds
     assert (tmp_path / "lr_sensitivity.png").stat().st_size > 0
     assert "### lr and epochs sensitivity per base model" in text
     assert "Bradley-Terry vs regression reward models of the same base model: needs results of both" in text

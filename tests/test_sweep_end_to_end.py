@@ -53,6 +53,11 @@ def test_bradley_terry_sweep_of_a_family(local_ray, tmp_path):
     assert (best["rewardbench2"] > 0.4).all()  # chance is 0.25 (best of 4)
     # Only the best checkpoint of each trial is kept.
     assert len(list((run_dir / "checkpoints").rglob("model.safetensors"))) == len(trials)
+    # Each (tokenizer, split) was tokenized into the storage's cache once, for every trial: both tiny twins are
+    # gemma2 with the one tiny tokenizer, so two files (train and validation) serve all four trials.
+    assert len(list((tmp_path / "token_cache").glob("*.parquet"))) == 2
+    assert trials["tokens_per_second"].gt(0).all() and trials["nodes"].notna().all()
+    assert list((run_dir / "tune").rglob("events.out.tfevents.*"))  # TensorBoard: tensorboard --logdir <run>/tune
     sweep = json.loads((run_dir / "sweep.json").read_text())
     assert sweep["seed"] == 0 and "ray" in sweep["versions"] and sweep["wall_seconds"] > 0
     report = (run_dir / "report.md").read_text()

@@ -12,7 +12,8 @@ from rmsweep import datasets, distributed, modeling, sources, train
 CONFIG = dict(model="gemma-2-2b-it", model_spec={"source": "tiny", "architecture": "gemma2"}, rm_type="bt",
               bt_variant="plain", reward_centering=0.0, lr=1e-3, epochs=1, global_batch_size=32,
               micro_batch_size=16, warmup_steps=20, eval_every=16, max_length=128, seed=0,
-              regression_weights=[0.30, 0.74, 0.46, 0.47, -0.33], strategy="ddp")
+              regression_weights=[0.30, 0.74, 0.46, 0.47, -0.33], strategy="ddp", token_cache=None,
+              data_fingerprints={"train": "t", "validation": "v"})
 DATA = {rm_type: sources.builtin(rm_type) for rm_type in ("bt", "regression")}
 
 
