@@ -366,9 +366,12 @@ def main(argv=None) -> int:
     aggregator = aggregate.Aggregator.options(name=aggregate.actor_name(settings["name"])).remote(
         run_dir, settings, [evaluation_data]
     )
-    sweep.run_sweep(settings, space, aggregator, run_dir, training_data)
-    print("scoring each base model's best checkpoint and fitting the selector ...", flush=True)
-    best = ray.get(aggregator.finalize.remote())
+    try:
+        sweep.run_sweep(settings, space, aggregator, run_dir, training_data)
+        print("scoring each base model's best checkpoint and fitting the selector ...", flush=True)
+        best = ray.get(aggregator.finalize.remote())
+    finally:
+        ray.kill(aggregator)  # frees its name for the next sweep of this name on a long-lived cluster
 
     record.update(finished=time.strftime("%Y-%m-%dT%H:%M:%S"), wall_seconds=round(time.time() - started, 1))
     run_dir.write_text("sweep.json", json.dumps(record, indent=2))

@@ -100,13 +100,6 @@ class Location:
             return False
 
 
-def shared_probe(location: Location) -> tuple[str, str]:
-    """Write a marker file with a random token; returns (its name, the token) for `sees_probe` on other nodes."""
-    name, token = f".rmsweep-shared-probe-{uuid.uuid4().hex}", uuid.uuid4().hex
-    location.write_text(name, token)
-    return name, token
-
-
 def sees_probe(address: str, name: str, token: str) -> bool:
     """Run on each node: the address is resolved there, with that node's own mounts, credentials and endpoint."""
     try:
@@ -123,8 +116,10 @@ def unshared_nodes(location: Location) -> list[str]:
     nodes = [node["NodeID"] for node in ray.nodes() if node["Alive"]]
     if len(nodes) < 2:
         return []
+    # A marker file with a random token, written here and read back on every node.
+    name, token = f".rmsweep-shared-probe-{uuid.uuid4().hex}", uuid.uuid4().hex
     location.make()
-    name, token = shared_probe(location)
+    location.write_text(name, token)
     check = ray.remote(num_cpus=0)(sees_probe)
     try:
         seen = ray.get([check.options(scheduling_strategy=NodeAffinitySchedulingStrategy(node, soft=False))

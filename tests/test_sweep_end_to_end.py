@@ -143,14 +143,14 @@ def test_status_and_metrics_follow_a_running_sweep(local_ray, tmp_path):
                 code, out = _status(tmp_path, "gemma2-bt-tiny")
                 if code == 0 and "running (as of" in out:
                     seen_running = out
-            seen_metric = seen_metric or 'rmsweep_trials{' in _prometheus_metrics()
+            metrics = _prometheus_metrics()
+            seen_metric = seen_metric or ('rmsweep_trials{' in metrics and 'rmsweep_best_val_accuracy{' in metrics
+                                          and 'model="gemma-2-2b-it"' in metrics)
+        assert sweep.wait(timeout=300) == 0, sweep.stderr.read()
         assert seen_running and "gemma2-bt-tiny: running" in seen_running and "0 GPU-hours" in seen_running
         assert seen_metric
-        assert sweep.wait(timeout=300) == 0, sweep.stderr.read()
     finally:
         sweep.kill()
     code, out = _status(tmp_path, "gemma2-bt-tiny")
     assert code == 0 and "gemma2-bt-tiny: finished" in out and "2 of 2 finished" in out
-    metrics = _prometheus_metrics()
-    assert 'rmsweep_best_val_accuracy{' in metrics and 'model="gemma-2-2b-it"' in metrics
     assert _status(tmp_path, "no-such-run")[0] == 2
