@@ -19,6 +19,10 @@ import torch
 from ray.util.metrics import Gauge
 
 from rmsweep import evaluate, modeling, registry, report, scoring, selector, storage
+from rmsweep.train import TRAINER_STATE
+
+
+TRIAL_STATUSES = ("running", "completed", "stopped_early", "diverged", "error")
 
 
 def actor_name(run_name: str) -> str:
@@ -26,11 +30,13 @@ def actor_name(run_name: str) -> str:
 
 
 def prune_other_checkpoints(kept: str) -> int:
-    """Delete the trial's checkpoints other than `kept` (local path or URI); returns how many.
+    """Delete a finished trial's checkpoints other than `kept` (local path or URI), and the resume state in
+    `kept`, which only an unfinished trial needs; returns how many checkpoints were deleted.
 
-    Ray Train keeps one, but a trial stopped by ASHA while uploading can leave a second behind.
+    Ray Train keeps the best and the latest, and a trial stopped by ASHA while uploading can leave one more.
     """
     filesystem, kept_path = pyarrow.fs.FileSystem.from_uri(kept)
+    filesystem.delete_file(f"{kept_path.rstrip('/')}/{TRAINER_STATE}")
     parent = kept_path.rstrip("/").rsplit("/", 1)[0]
     others = [info.path for info in filesystem.get_file_info(pyarrow.fs.FileSelector(parent))
               if info.type == pyarrow.fs.FileType.Directory and info.base_name.startswith("checkpoint_")
@@ -94,8 +100,9 @@ class Aggregator:
     def _write_ledger(self) -> None:
         ledger = pd.DataFrame([*self._trials, *self._running.values()]).assign(rm_type=self._sweep["rm_type"])
         self._run_dir.write_text("trials.csv", ledger.to_csv(index=False))
-        for status, count in ledger["status"].value_counts().items():
-            self._trial_counts.set(count, {"status": status})
+        counts = ledger["status"].value_counts()
+        for status in TRIAL_STATUSES:  # zeros too: the last running trial's end must bring "running" to 0
+            self._trial_counts.set(int(counts.get(status, 0)), {"status": status})
         for model, best in ledger.groupby("model")["best_val_accuracy"].max().dropna().items():
             self._best.set(best, {"model": model})
 

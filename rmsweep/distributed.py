@@ -9,7 +9,12 @@ from contextlib import contextmanager
 
 import torch
 import torch.distributed as dist
-from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
+from torch.distributed.checkpoint.state_dict import (
+    StateDictOptions,
+    get_model_state_dict,
+    get_optimizer_state_dict,
+    set_optimizer_state_dict,
+)
 from torch.distributed.fsdp import FSDPModule, fully_shard
 
 
@@ -48,6 +53,17 @@ def full_state_dict(model) -> dict | None:
         return None
     state = get_model_state_dict(model, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
     return {name.removeprefix("model."): tensor for name, tensor in state.items()}
+
+
+def full_optimizer_state(model, optimizer) -> dict:
+    """The optimizer's whole state, keyed by parameter name (so a sharded run can load it back); every rank
+    must call this when sharded."""
+    return get_optimizer_state_dict(model, optimizer, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
+
+
+def load_optimizer_state(model, optimizer, state: dict) -> None:
+    """Load what `full_optimizer_state` returned on rank 0 (and every rank reads from the checkpoint)."""
+    set_optimizer_state_dict(model, optimizer, state, options=StateDictOptions(full_state_dict=True))
 
 
 def sum_across_ranks(*counts: float) -> list[float]:

@@ -67,15 +67,26 @@ def load_reward_model(model_spec: dict, rm_type: str, trust_remote_code: bool = 
     return tokenizer, RewardModel(model)
 
 
+def _read_weights(directory: Path) -> dict:
+    """Every tensor of a checkpoint: one safetensors file, or the shards of a large model."""
+    state = {}
+    for file in sorted(Path(directory).glob("*.safetensors")):
+        with safe_open(file, framework="pt") as tensors:
+            state.update({key: tensors.get_tensor(key) for key in tensors.keys()})
+    return state
+
+
 def _load_bnrm_head(model, directory: Path) -> None:
     """Replace the plain `score` layer that from_pretrained built with the saved BNRM head."""
-    state = {}
-    for file in sorted(Path(directory).glob("*.safetensors")):  # one file, or the shards of a large model
-        with safe_open(file, framework="pt") as tensors:
-            state.update({key.removeprefix("score."): tensors.get_tensor(key)
-                          for key in tensors.keys() if key.startswith("score.")})
+    state = {key.removeprefix("score."): tensor for key, tensor in _read_weights(directory).items()
+             if key.startswith("score.")}
     model.score = heads.BNRMHead(model.config.hidden_size, state["factor_mean.weight"].shape[0])
     model.score.load_state_dict(state)
+
+
+def load_weights(model: RewardModel, directory: Path) -> None:
+    """Load the weights of a checkpoint written by `save_reward_model` into a model of the same shape."""
+    model.model.load_state_dict(_read_weights(directory))
 
 
 def rewards(model, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:

@@ -121,6 +121,11 @@ def parse_args(argv=None) -> argparse.Namespace:
         help="GPUs per worker; auto: 1 if the cluster has GPUs, else 0 (default: auto)",
     )
     parser.add_argument(
+        "--max-failures", metavar="N", type=int, default=3,
+        help="restarts of a trial whose worker dies (a lost node, a killed process), each from the trial's "
+        "latest evaluation (default: 3)",
+    )
+    parser.add_argument(
         "--strategy", choices=placement.STRATEGIES, default="auto",
         help="how a trial's workers split the model: ddp (each holds it all), fsdp (each holds a shard); "
         "auto: fsdp where one GPU cannot hold the training state (default: auto)",
@@ -213,6 +218,8 @@ def resolve(args: argparse.Namespace) -> tuple[dict, spaces.SearchSpace, storage
     ):
         if value is not None and value <= 0:
             raise UsageError(f"{flag} must be positive, got {value}")
+    if args.max_failures < 0:
+        raise UsageError(f"--max-failures must be >= 0, got {args.max_failures}")
     if args.gpus_per_worker is not None and args.gpus_per_worker < 0:
         raise UsageError(f"--gpus-per-worker must be >= 0, got {args.gpus_per_worker}")
     training = space.training
@@ -260,6 +267,7 @@ def resolve(args: argparse.Namespace) -> tuple[dict, spaces.SearchSpace, storage
         "gpus_per_worker": args.gpus_per_worker,
         "strategy": args.strategy,
         "gpu_memory_gb": args.gpu_memory_gb,
+        "max_failures": args.max_failures,
         # What the auto placement sizes: a tiny twin has well under a million parameters, whatever it stands for.
         "params_b": {row["name"]: 0.0 if args.scale == "tiny" else float(row["params_b"])
                      for _, row in members.iterrows()},

@@ -153,10 +153,12 @@ def run_trial(config: dict, settings: dict) -> None:
             name=trial_id,
             storage_path=settings["checkpoint_storage"],
             callbacks=[TuneReportCallback()],
-            # Only improving evaluations carry a checkpoint; keeping one keeps the best.
+            # Every evaluation carries a checkpoint; Ray Train keeps the best one and the latest (to resume from).
             checkpoint_config=ray.train.CheckpointConfig(
                 num_to_keep=1, checkpoint_score_attribute=METRIC, checkpoint_score_order=MODE,
             ),
+            # A worker that dies (a lost node, a killed process) restarts the worker group from the latest one.
+            failure_config=ray.train.FailureConfig(max_failures=settings["max_failures"]),
         ),
     )
     trainer.fit()
@@ -204,9 +206,10 @@ class LedgerCallback(tune.Callback):
         state["train_truncated"], state["train_dropped"] = result["train_truncated"], result["train_dropped"]
         state["diverged"], state["nodes"] = result["diverged"], result["nodes"]
         state["tokens_per_second"] = round(result["tokens_per_second"], 1)
-        state["best"] = float(np.fmax(state["best"], result[METRIC]))  # fmax: the first result replaces NaN
-        if result.get(CHECKPOINT_PATH_KEY):  # only improvements carry one: the latest is the best
+        # The trial's best checkpoint, as Ray Train keeps it: on equal scores, the later one.
+        if result.get(CHECKPOINT_PATH_KEY) and not result[METRIC] < state["best"]:  # not <: NaN at first
             state["checkpoint"] = self._checkpoints.address_of(result[CHECKPOINT_PATH_KEY])
+        state["best"] = float(np.fmax(state["best"], result[METRIC]))  # fmax: the first result replaces NaN
         self._aggregator.trial_progress.remote(self._row(trial, "running"))
 
     def on_trial_complete(self, iteration, trials, trial, **info):

@@ -5,18 +5,24 @@ loop itself, which also runs without Ray (tests, debugging) with rank 0 of 1.
 
 Recipe (arXiv 2505.10775): AdamW, linear warmup (20 steps) then constant lr, a global batch split over
 workers and gradient-accumulation micro-batches, evaluation on the validation pairs every `eval_every`
-steps; a checkpoint is written only when validation accuracy improves, so the best one is the one kept.
+steps, each with a checkpoint: the model, plus the optimizer, schedule, step and RNG state in
+`trainer_state.pt`, so that a trial whose worker dies resumes at its last evaluation (Ray Train restarts the
+worker group and hands the loop its latest checkpoint). Ray Train keeps the best checkpoint and the latest.
 A non-finite loss on any rank stops the trial at once with `diverged` set in its last report.
 """
+import itertools
 import math
 import tempfile
 import time
+from contextlib import nullcontext
+from pathlib import Path
 
 import torch
 import torch.distributed as dist
 
 from rmsweep import datasets, distributed, heads, losses, modeling, storage, token_cache
 
+TRAINER_STATE = "trainer_state.pt"
 # What a checkpoint's rmsweep_meta.json records of the trial's config.
 META_KEYS = ("model", "model_spec", "rm_type", "lr", "epochs", "bt_variant", "reward_centering", "regression_weights",
              "strategy")
@@ -70,8 +76,9 @@ def _validation_accuracy(model, validation: datasets.Tokenized, pad_id, device, 
 
 
 def fit_reward_model(config: dict, report, rank: int = 0, world_size: int = 1, device="cpu",
-                     prepare_model=lambda model: model) -> None:
-    """Train one reward model; `report(metrics, checkpoint_dir_or_None)` is called at every evaluation."""
+                     prepare_model=lambda model: model, resume_from: Path | None = None) -> None:
+    """Train one reward model; `report(metrics, checkpoint_dir_or_None)` is called at every evaluation (rank 0
+    passes the checkpoint). `resume_from`: a checkpoint of this trial to continue from."""
     rm_type = config["rm_type"]
     if world_size > 1:
         gathered = [None] * world_size
@@ -81,6 +88,8 @@ def fit_reward_model(config: dict, report, rank: int = 0, world_size: int = 1, d
 
     # Model, tokenizer and data (canonical records, see sources.py), tokenized once per sweep storage.
     tokenizer, model = modeling.load_reward_model(config["model_spec"], rm_type)
+    if resume_from:
+        modeling.load_weights(model, resume_from)
     records = config["data"]
     cache = storage.Location(config["token_cache"]) if config["token_cache"] else None
     key = {"tokenizer": config["model_spec"], "max_length": config["max_length"]}
@@ -105,59 +114,71 @@ def fit_reward_model(config: dict, report, rank: int = 0, world_size: int = 1, d
     accumulation = config["global_batch_size"] // (world_size * config["micro_batch_size"])
 
     step, best_accuracy, recent_losses = 0, float("-inf"), []
+    if resume_from:
+        state = torch.load(Path(resume_from) / TRAINER_STATE, weights_only=True)
+        distributed.load_optimizer_state(model, optimizer, state["optimizer"])
+        schedule.load_state_dict(state["schedule"])
+        torch.set_rng_state(state["rng"])
+        step, best_accuracy = state["step"], state["best_accuracy"]
+    resumed_from_step = step
     tokens, training_seconds = 0, 0.0  # since the last evaluation, for throughput
-    for epoch in range(config["epochs"]):
-        for micro_batches in datasets.rank_micro_batches(
-            len(train.sequences), config["global_batch_size"], config["micro_batch_size"], rank, world_size,
-            config["seed"], epoch,
-        ):
-            step_started = time.perf_counter()
-            model.train()
-            for index, micro_batch in enumerate(micro_batches):
-                # Gradients are reduced across ranks once per step, on its last micro-batch.
-                with distributed.gradient_sync(model, enabled=index == len(micro_batches) - 1):
-                    loss = _micro_batch_loss(model, config, train, micro_batch, pad_id, device) / accumulation
-                    loss.backward()
-                recent_losses.append(loss.item() * accumulation)
-                tokens += _tokens(train, micro_batch)
-            step_losses = recent_losses[-len(micro_batches):]
-            # Every rank must stop together (or the others wait forever in the next all-reduce).
-            diverged = distributed.sum_across_ranks(float(not all(map(math.isfinite, step_losses))))[0] > 0
-            if not diverged:
-                optimizer.step()
-                schedule.step()
-            optimizer.zero_grad(set_to_none=True)
-            step += 1
-            training_seconds += time.perf_counter() - step_started
+    # Every step of every epoch in order (the order is fixed by the seed); a resumed trial skips those done.
+    all_steps = ((epoch, micro_batches) for epoch in range(config["epochs"])
+                 for micro_batches in datasets.rank_micro_batches(
+                     len(train.sequences), config["global_batch_size"], config["micro_batch_size"], rank, world_size,
+                     config["seed"], epoch))
+    for epoch, micro_batches in itertools.islice(all_steps, step, None):
+        step_started = time.perf_counter()
+        model.train()
+        for index, micro_batch in enumerate(micro_batches):
+            # Gradients are reduced across ranks once per step, on its last micro-batch.
+            with distributed.gradient_sync(model, enabled=index == len(micro_batches) - 1):
+                loss = _micro_batch_loss(model, config, train, micro_batch, pad_id, device) / accumulation
+                loss.backward()
+            recent_losses.append(loss.item() * accumulation)
+            tokens += _tokens(train, micro_batch)
+        step_losses = recent_losses[-len(micro_batches):]
+        # Every rank must stop together (or the others wait forever in the next all-reduce).
+        diverged = distributed.sum_across_ranks(float(not all(map(math.isfinite, step_losses))))[0] > 0
+        if not diverged:
+            optimizer.step()
+            schedule.step()
+        optimizer.zero_grad(set_to_none=True)
+        step += 1
+        training_seconds += time.perf_counter() - step_started
 
-            if step % config["eval_every"] and step != total_steps and not diverged:
-                continue
-            # A diverged model is not evaluated: its scores are NaN. It reports its best so far and stops.
-            accuracy = (max(best_accuracy, 0.0) if diverged else
-                        _validation_accuracy(model, validation, pad_id, device, rank, world_size, weights))
-            all_tokens = distributed.sum_across_ranks(tokens)[0]
-            metrics = {
-                "step": step, "total_steps": total_steps, "epoch": epoch + 1, "val_accuracy": accuracy,
-                "train_loss": sum(recent_losses) / len(recent_losses), "train_truncated": train.truncated,
-                "train_dropped": train.dropped, "validation_dropped": validation.dropped, "diverged": diverged,
-                "tokens_per_second": all_tokens / training_seconds,
-            }
-            recent_losses, tokens, training_seconds = [], 0, 0.0
-            if diverged:
-                report({**metrics, "best_val_accuracy": accuracy}, None)
-                return
-            improved = accuracy > best_accuracy
-            best_accuracy = max(best_accuracy, accuracy)
-            metrics["best_val_accuracy"] = best_accuracy
-            weights_gathered = distributed.full_state_dict(model) if improved else None  # every rank joins
-            if improved and rank == 0:
-                with tempfile.TemporaryDirectory() as checkpoint_dir:
-                    meta = {key: config[key] for key in META_KEYS}
-                    modeling.save_reward_model(model, tokenizer, checkpoint_dir, {**meta, **metrics},
-                                               weights_gathered)
-                    report(metrics, checkpoint_dir)
-            else:
-                report(metrics, None)
+        if step % config["eval_every"] and step != total_steps and not diverged:
+            continue
+        # A diverged model is not evaluated: its scores are NaN. It reports its best so far and stops.
+        accuracy = (max(best_accuracy, 0.0) if diverged else
+                    _validation_accuracy(model, validation, pad_id, device, rank, world_size, weights))
+        all_tokens = distributed.sum_across_ranks(tokens)[0]
+        metrics = {
+            "step": step, "total_steps": total_steps, "epoch": epoch + 1, "val_accuracy": accuracy,
+            "train_loss": sum(recent_losses) / len(recent_losses), "train_truncated": train.truncated,
+            "train_dropped": train.dropped, "validation_dropped": validation.dropped, "diverged": diverged,
+            "tokens_per_second": all_tokens / training_seconds, "resumed_from_step": resumed_from_step,
+        }
+        recent_losses, tokens, training_seconds = [], 0, 0.0
+        if diverged:
+            report({**metrics, "best_val_accuracy": accuracy}, None)
+            return
+        best_accuracy = max(best_accuracy, accuracy)
+        metrics["best_val_accuracy"] = best_accuracy
+        # Every rank joins: a sharded model's weights and optimizer state are gathered to rank 0.
+        weights_gathered = distributed.full_state_dict(model)
+        optimizer_state = distributed.full_optimizer_state(model, optimizer)
+        if rank == 0:
+            with tempfile.TemporaryDirectory() as checkpoint_dir:
+                meta = {key: config[key] for key in META_KEYS}
+                modeling.save_reward_model(model, tokenizer, checkpoint_dir, {**meta, **metrics},
+                                           weights_gathered)
+                torch.save({"optimizer": optimizer_state, "schedule": schedule.state_dict(), "step": step,
+                            "best_accuracy": best_accuracy, "rng": torch.get_rng_state()},
+                           Path(checkpoint_dir) / TRAINER_STATE)
+                report(metrics, checkpoint_dir)
+        else:
+            report(metrics, None)
 
 
 def train_loop_per_worker(config: dict) -> None:
@@ -182,5 +203,7 @@ def train_loop_per_worker(config: dict) -> None:
     if isinstance(config["data"], ray.ObjectRef):  # the sweep puts the records in the object store once
         config = {**config, "data": ray.get(config["data"])}
     prepare = distributed.shard if config["strategy"] == "fsdp" else ray.train.torch.prepare_model
-    fit_reward_model(config, report_to_ray, rank=context.get_world_rank(), world_size=world_size,
-                     device=device, prepare_model=prepare)
+    checkpoint = ray.train.get_checkpoint()  # set when Ray Train restarts this trial after a worker failed
+    with checkpoint.as_directory() if checkpoint else nullcontext() as resume_from:
+        fit_reward_model(config, report_to_ray, rank=context.get_world_rank(), world_size=world_size,
+                         device=device, prepare_model=prepare, resume_from=resume_from)

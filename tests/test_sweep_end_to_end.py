@@ -1,8 +1,10 @@
 """Tiny sweeps through Ray Tune + Ray Train end to end, sharing one local Ray instance (2 CPUs)."""
 import json
 import os
+import signal
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 
@@ -10,6 +12,7 @@ import pandas as pd
 import pytest
 import ray
 import yaml
+from ray.util.state import list_actors
 
 from rmsweep import run, scoring, spaces
 
@@ -154,3 +157,38 @@ def test_status_and_metrics_follow_a_running_sweep(local_ray, tmp_path):
     code, out = _status(tmp_path, "gemma2-bt-tiny")
     assert code == 0 and "gemma2-bt-tiny: finished" in out and "2 of 2 finished" in out
     assert _status(tmp_path, "no-such-run")[0] == 2
+
+
+def test_a_killed_worker_resumes_its_trial_from_the_latest_checkpoint(local_ray, tmp_path):
+    """SIGKILL the trial's training worker once it has evaluated twice: Ray Train restarts the worker group, the
+    loop resumes at its latest checkpoint (its steps go on, not from 0) and the trial completes."""
+    run_dir = tmp_path / "gemma2-bt-paper-bt-tiny"
+    killed = []
+
+    def kill_the_worker_after_step_32():
+        deadline = time.time() + 240
+        while time.time() < deadline and not killed:
+            time.sleep(0.5)
+            try:
+                ledger = pd.read_csv(run_dir / "trials.csv")
+            except (FileNotFoundError, pd.errors.EmptyDataError):
+                continue
+            if (ledger["status"].eq("running") & ledger["steps"].ge(32)).any():
+                for worker in list_actors(filters=[("class_name", "=", "RayTrainWorker"), ("state", "=", "ALIVE")]):
+                    os.kill(worker.pid, signal.SIGKILL)
+                    killed.append(worker.pid)
+
+    killer = threading.Thread(target=kill_the_worker_after_step_32, daemon=True)
+    killer.start()
+    status = run.main(["--family", "gemma2", "--models", "gemma-2-2b-it", "--scale", "tiny", "--space", "paper-bt",
+                       "--sampler", "grid", "--num-samples", "1", "--storage", str(tmp_path)])
+    killer.join()
+    assert killed and status == 0
+    trials, best = _outputs(run_dir)
+    trial = trials.iloc[0]
+    assert trial["status"] == "completed" and trial["steps"] == trial["total_steps"] == 64
+    progress = pd.read_csv(next((run_dir / "tune").rglob("progress.csv")))
+    assert progress["step"].is_monotonic_increasing and progress["step"].is_unique  # no step taken twice
+    assert progress["resumed_from_step"].iloc[0] == 0 and progress["resumed_from_step"].iloc[-1] >= 32
+    assert len(list((run_dir / "checkpoints").rglob("model.safetensors"))) == 1  # still one checkpoint per trial
+    assert not list((run_dir / "checkpoints").rglob("trainer_state.pt"))  # resume state gone once it finished
