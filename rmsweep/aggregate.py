@@ -67,12 +67,12 @@ def score_checkpoint(checkpoint_path: str, evaluation: dict, weights_choice: str
 
 @ray.remote(num_cpus=0)
 class Aggregator:
-    def __init__(self, run_dir: storage.Location, sweep: dict, evaluation_ref: list):
+    def __init__(self, run_dir: storage.Location, sweep: dict, evaluation_ref: list, finished: list[dict] = ()):
         self._run_dir = run_dir
         self._sweep = sweep
         # In a list so that Ray passes the reference on to the scoring tasks instead of resolving it here.
         self._evaluation = evaluation_ref[0]
-        self._trials: list[dict] = []  # finished
+        self._trials: list[dict] = list(finished)  # finished, including those of an interrupted run (--resume)
         self._running: dict[str, dict] = {}  # trial id -> latest progress row
         tags = {"run": sweep["name"]}
         self._trial_counts = Gauge("rmsweep_trials", "Trials of the sweep, by status", tag_keys=("run", "status"))

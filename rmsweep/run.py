@@ -11,6 +11,7 @@ RewardBench 2). Each names its data; --scale tiny swaps in the built-in corpus.
 """
 
 import argparse
+import io
 import json
 import os
 import platform
@@ -144,6 +145,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--name", help="run name (default: <family>-<rm-type>-<scale>)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing run directory of that name")
     parser.add_argument(
+        "--resume", action="store_true",
+        help="continue an interrupted sweep of this --storage and --name, with the same other flags: finished "
+        "trials are kept, not run again; trials that were running go on from their latest checkpoint",
+    )
+    parser.add_argument(
         "--search-spaces",
         metavar="DIR",
         type=Path,
@@ -239,8 +245,12 @@ def resolve(args: argparse.Namespace) -> tuple[dict, spaces.SearchSpace, storage
         exists = run_dir.exists()
     except (OSError, ValueError) as error:  # an unknown scheme, a bucket that cannot be reached
         raise UsageError(f"storage {args.storage}: {error}") from None
-    if exists and not args.overwrite:
-        raise UsageError(f"run directory {run_dir} already exists; pass --overwrite or another --name")
+    if args.resume and args.overwrite:
+        raise UsageError("--resume continues a run directory and --overwrite replaces it: pass one of them")
+    if args.resume and not run_dir.exists("sweep.json"):
+        raise UsageError(f"nothing to resume: no sweep at {run_dir} (no sweep.json there)")
+    if exists and not (args.overwrite or args.resume):
+        raise UsageError(f"run directory {run_dir} already exists; pass --overwrite, --resume or another --name")
     if not root.writable():
         raise UsageError(f"storage {args.storage} is not writable")
 
@@ -314,6 +324,27 @@ def place_trials(settings: dict, run_root: storage.Location) -> dict:
             "max_concurrent_trials": placement.max_concurrent_trials(placements, totals)}
 
 
+# What must not change between a sweep and its --resume (the data's fingerprints included).
+RESUME_KEYS = ("family", "rm_type", "bt_variant", "reward_centering", "regression_weights", "scale", "seed",
+               "model_specs", "sampler", "samples_per_model", "training", "search_space", "data_spec",
+               "data_fingerprints")
+
+
+def resume_ledger(run_dir: storage.Location, settings: dict) -> list[dict]:
+    """The ledger of the interrupted run, after checking that it was this same sweep."""
+    stored = json.loads(run_dir.read_text("sweep.json"))
+    for key in RESUME_KEYS:
+        if stored.get(key) != json.loads(json.dumps(settings[key])):
+            raise UsageError(f"--resume: {key} differs from the interrupted sweep's (in {run_dir}/sweep.json); "
+                             "resume with the flags it was started with, or start a new --name")
+    if not run_dir.exists("trials.csv"):
+        return []
+    import pandas as pd
+
+    ledger = pd.read_csv(io.StringIO(run_dir.read_text("trials.csv"))).drop(columns="rm_type")
+    return ledger.astype(object).where(ledger.notna(), None).to_dict("records")
+
+
 def versions() -> dict:
     packages = ("ray", "torch", "transformers", "datasets", "optuna", "scikit-learn", "pandas")
     return {"python": platform.python_version(), **{p: version(p) for p in packages}}
@@ -354,6 +385,7 @@ def main(argv=None) -> int:
         print(f"Ray dashboard: http://{context.dashboard_url}", flush=True)
     try:
         settings.update(place_trials(settings, storage.Location(args.storage)))
+        ledger = resume_ledger(run_dir, settings) if args.resume else []
     except UsageError as error:
         print(f"rmsweep.run: error: {error}", file=sys.stderr)
         return 2
@@ -361,21 +393,29 @@ def main(argv=None) -> int:
         print(f"  {model}: {chosen['workers']} worker(s) x {chosen['cpus_per_worker']:g} CPU "
               f"{chosen['gpus_per_worker']:g} GPU, {chosen['strategy']}", flush=True)
 
-    run_dir.remove()  # --overwrite, checked in resolve()
-    run_dir.make()
-    started = time.time()
-    record = {**settings, "versions": versions(), "started": time.strftime("%Y-%m-%dT%H:%M:%S"),
-              "started_unix": round(started, 1)}
+    if args.resume:
+        record = json.loads(run_dir.read_text("sweep.json"))
+        record.pop("finished", None)
+        record["resumed"] = [*record.get("resumed", []), time.strftime("%Y-%m-%dT%H:%M:%S")]
+        started = record["started_unix"]
+        print(f"resuming {run_dir}: {sum(row['status'] != 'running' for row in ledger)} trials finished, "
+              f"{sum(row['status'] == 'running' for row in ledger)} to continue", flush=True)
+    else:
+        run_dir.remove()  # --overwrite, checked in resolve()
+        run_dir.make()
+        started = time.time()
+        record = {**settings, "versions": versions(), "started": time.strftime("%Y-%m-%dT%H:%M:%S"),
+                  "started_unix": round(started, 1)}
     run_dir.write_text("sweep.json", json.dumps(record, indent=2))
     print(f"run directory: {run_dir}", flush=True)
     # Put in the object store once; every trial's workers and the scoring tasks read them from there.
     training_data = ray.put({"train": data.train, "validation": data.validation})
     evaluation_data = ray.put({"benchmarks": data.eval, "validation": data.validation})
     aggregator = aggregate.Aggregator.options(name=aggregate.actor_name(settings["name"])).remote(
-        run_dir, settings, [evaluation_data]
+        run_dir, settings, [evaluation_data], [row for row in ledger if row["status"] != "running"]
     )
     try:
-        sweep.run_sweep(settings, space, aggregator, run_dir, training_data)
+        sweep.run_sweep(settings, space, aggregator, run_dir, training_data, ledger)
         print("scoring each base model's best checkpoint and fitting the selector ...", flush=True)
         best = ray.get(aggregator.finalize.remote())
     finally:

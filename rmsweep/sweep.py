@@ -12,13 +12,14 @@
 """
 import pickle
 import time
+import warnings
 from collections import Counter
 
 import numpy as np
 import optuna
 import ray
 import ray.train
-from optuna.samplers import GridSampler, TPESampler
+from optuna.samplers import BruteForceSampler, TPESampler
 from ray import tune
 from ray.train.torch import TorchTrainer
 from ray.tune.integration.ray_train import CHECKPOINT_PATH_KEY, TuneReportCallback
@@ -38,11 +39,15 @@ TRIAL_DRIVER_CPUS = 0.01  # the trial function only waits on its worker group; T
 class PerModelSearcher(Searcher):
     """One Optuna study per base model; trials are handed out round-robin across models.
 
-    Each study samples with TPE, or, given `grid` (values per parameter), walks that grid in a random order.
+    Each study samples with TPE, or, with `grid`, walks every point of the (categorical) space in a random
+    order: Optuna's BruteForceSampler, which knows the points tried by their values, so that told points are
+    never run again. A resumed sweep hands in its ledger: `finished` trials are told to their studies;
+    `interrupted` ones are told as pruned at their best so far and handed out first, as they were, to continue
+    from their checkpoints (their final result is told when they complete).
     """
 
     def __init__(self, models: list[str], distributions: dict, samples_per_model: int, seed: int,
-                 grid: dict | None = None):
+                 grid: bool = False, finished: list[dict] = (), interrupted: list[dict] = ()):
         super().__init__(metric=METRIC, mode=MODE)
         # TPE samples at random until n_startup_trials have finished (Optuna's default is 10); with a few trials
         # per model that would be all of them, so half of each model's budget is spent exploring, the rest guided.
@@ -50,7 +55,9 @@ class PerModelSearcher(Searcher):
 
         def sampler(index):
             if grid:
-                return GridSampler(grid, seed=seed + index)
+                with warnings.catch_warnings():  # "experimental" since Optuna 3.1, and what --sampler grid needs
+                    warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                    return BruteForceSampler(seed=seed + index)
             return TPESampler(n_startup_trials=startup, seed=seed + index)
 
         self._studies = {
@@ -58,13 +65,29 @@ class PerModelSearcher(Searcher):
             for index, model in enumerate(models)
         }
         self._samples_per_model = samples_per_model
-        self._suggested = Counter()
+        self._suggested = Counter(row["model"] for row in [*finished, *interrupted])
         self._model_of_trial = {}
+        for row in finished:
+            self._studies[row["model"]].add_evaluated_point(
+                {"lr": row["lr"], "epochs": row["epochs"]}, row["best_val_accuracy"],
+                error=row["status"] in ("error", "diverged"))
+        for row in interrupted:
+            self._studies[row["model"]].add_evaluated_point(
+                {"lr": row["lr"], "epochs": row["epochs"]}, row["best_val_accuracy"], pruned=True,
+                intermediate_values=[row["best_val_accuracy"]] if row["best_val_accuracy"] is not None else None)
+        self._to_resume = [{"model": row["model"], "lr": row["lr"], "epochs": row["epochs"],
+                            "resume_trial_id": row["trial_id"]} for row in interrupted]
+        self._resumed = {}  # Tune trial id -> config, for trials the studies did not suggest
 
     def set_search_properties(self, metric, mode, config, **spec) -> bool:
         return True  # metric, mode and space are fixed at construction
 
     def suggest(self, trial_id: str):
+        if self._to_resume:
+            config = self._to_resume.pop(0)
+            self._model_of_trial[trial_id] = config["model"]
+            self._resumed[trial_id] = config
+            return config
         open_models = [m for m in self._studies if self._suggested[m] < self._samples_per_model]
         if not open_models:
             return Searcher.FINISHED
@@ -74,10 +97,16 @@ class PerModelSearcher(Searcher):
         return {"model": model, **self._studies[model].suggest(trial_id)}
 
     def on_trial_result(self, trial_id: str, result: dict) -> None:
-        self._studies[self._model_of_trial[trial_id]].on_trial_result(trial_id, result)
+        if trial_id not in self._resumed:
+            self._studies[self._model_of_trial[trial_id]].on_trial_result(trial_id, result)
 
     def on_trial_complete(self, trial_id: str, result=None, error: bool = False) -> None:
-        self._studies[self._model_of_trial[trial_id]].on_trial_complete(trial_id, result=result, error=error)
+        study = self._studies[self._model_of_trial[trial_id]]
+        if trial_id not in self._resumed:
+            study.on_trial_complete(trial_id, result=result, error=error)
+        elif result and not error:
+            config = self._resumed[trial_id]
+            study.add_evaluated_point({"lr": config["lr"], "epochs": config["epochs"]}, result[METRIC])
 
     def save(self, checkpoint_path: str) -> None:
         with open(checkpoint_path, "wb") as handle:
@@ -127,7 +156,8 @@ class PerModelASHA(FIFOScheduler):
 
 def run_trial(config: dict, settings: dict) -> None:
     """One trial: fit a TorchTrainer with this trial's sampled lr and epochs."""
-    trial_id = tune.get_context().get_trial_id()
+    # A resumed trial keeps its id, and so its Ray Train run, whose latest checkpoint it continues from.
+    trial_id = config.get("resume_trial_id") or tune.get_context().get_trial_id()
     model = config["model"]
     placement = settings["placements"][model]
     train_config = {
@@ -168,12 +198,14 @@ class LedgerCallback(tune.Callback):
     """Follows every trial's reports: sends each one's progress, and each finished trial as one ledger row, to
     the aggregator. `checkpoints` turns the storage paths Ray Train reports into addresses (URIs)."""
 
-    def __init__(self, aggregator, total_trials: int, placements: dict, checkpoints: storage.Location):
+    def __init__(self, aggregator, total_trials: int, placements: dict, checkpoints: storage.Location,
+                 finished: int = 0, interrupted: list[dict] = ()):
         self._aggregator = aggregator
         self._total = total_trials
         self._placements = placements
         self._checkpoints = checkpoints
-        self._finished = 0
+        self._finished = finished
+        self._interrupted = {row["trial_id"]: row for row in interrupted}  # resumed trials go on from these
         self._trials = {}
 
     @staticmethod
@@ -187,7 +219,7 @@ class LedgerCallback(tune.Callback):
         placement = self._placements[trial.config["model"]]
         stopped_early = status == "stopped_early"
         return {
-            "trial_id": trial.trial_id, "model": trial.config["model"], "lr": trial.config["lr"],
+            "trial_id": trial.config.get("resume_trial_id", trial.trial_id), "model": trial.config["model"], "lr": trial.config["lr"],
             "epochs": trial.config["epochs"], "status": status, "stopped_early": stopped_early,
             "steps": state["step"], "total_steps": state["total_steps"], "best_val_accuracy": state["best"],
             "wall_seconds": round(time.time() - state["started"], 1), "train_truncated": state["train_truncated"],
@@ -197,7 +229,12 @@ class LedgerCallback(tune.Callback):
         }
 
     def on_trial_start(self, iteration, trials, trial, **info):
-        self._trials[trial.trial_id] = self._new_state()
+        state = self._new_state()
+        before = self._interrupted.get(trial.config.get("resume_trial_id"))
+        if before is not None:  # its time, best score and best checkpoint so far carry over
+            state.update(started=time.time() - before["wall_seconds"], best=before["best_val_accuracy"],
+                         checkpoint=before["checkpoint"] if isinstance(before["checkpoint"], str) else None)
+        self._trials[trial.trial_id] = state
         self._aggregator.trial_progress.remote(self._row(trial, "running"))
 
     def on_trial_result(self, iteration, trials, trial, result, **info):
@@ -231,28 +268,33 @@ class LedgerCallback(tune.Callback):
               f"val_accuracy={row['best_val_accuracy']:.3f}  {status}  ({row['wall_seconds']:.0f} s)", flush=True)
 
 
-def run_sweep(settings: dict, space, aggregator, run_dir: storage.Location, data_ref) -> tune.ResultGrid:
-    """One Tune run over every base model; `data_ref` holds the train and validation records."""
+def run_sweep(settings: dict, space, aggregator, run_dir: storage.Location, data_ref,
+              ledger: list[dict] = ()) -> tune.ResultGrid:
+    """One Tune run over every base model; `data_ref` holds the train and validation records. `ledger`: the
+    trials of an interrupted run of this sweep (--resume): finished ones are not run again, running ones go on."""
     models = list(settings["model_specs"])
     steps_per_epoch = settings["train_examples"] // settings["training"]["global_batch_size"]
     max_evaluations = max(1, max(space.epochs) * steps_per_epoch // settings["training"]["eval_every"])
     total_trials = len(models) * settings["samples_per_model"]
+    finished = [row for row in ledger if row["status"] != "running"]
+    interrupted = [row for row in ledger if row["status"] == "running"]
     concurrency = settings["max_concurrent_trials"]
     checkpoints = run_dir.child("checkpoints")
     settings = {**settings, "checkpoint_storage": checkpoints.uri, "data_ref": data_ref}
-    grid = space.grid() if settings["sampler"] == "grid" else None
+    grid = settings["sampler"] == "grid"  # resolve() checked that the space is a grid
     tuner = tune.Tuner(
         tune.with_resources(tune.with_parameters(run_trial, settings=settings), {"CPU": TRIAL_DRIVER_CPUS}),
         tune_config=tune.TuneConfig(
             search_alg=PerModelSearcher(models, space.distributions(), settings["samples_per_model"], settings["seed"],
-                                        grid),
+                                        grid, finished, interrupted),
             scheduler=PerModelASHA(max_evaluations, space.asha["grace_period"], space.asha["reduction_factor"]),
-            num_samples=total_trials,
+            num_samples=total_trials - len(finished),
             max_concurrent_trials=concurrency,
         ),
         run_config=tune.RunConfig(
             name="tune", storage_path=run_dir.uri, verbose=0,
-            callbacks=[LedgerCallback(aggregator, total_trials, settings["placements"], checkpoints),
+            callbacks=[LedgerCallback(aggregator, total_trials, settings["placements"], checkpoints, len(finished),
+                                      interrupted),
                        TBXLoggerCallback()],
         ),
     )

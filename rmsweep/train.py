@@ -11,6 +11,7 @@ worker group and hands the loop its latest checkpoint). Ray Train keeps the best
 A non-finite loss on any rank stops the trial at once with `diverged` set in its last report.
 """
 import itertools
+import json
 import math
 import tempfile
 import time
@@ -121,6 +122,11 @@ def fit_reward_model(config: dict, report, rank: int = 0, world_size: int = 1, d
         torch.set_rng_state(state["rng"])
         step, best_accuracy = state["step"], state["best_accuracy"]
     resumed_from_step = step
+    if resume_from and step >= total_steps:  # the interrupted run had trained to the end: report that end again
+        saved = json.loads((Path(resume_from) / modeling.META_FILE).read_text())
+        metrics = {key: value for key, value in saved.items() if key not in META_KEYS}
+        report({**metrics, "resumed_from_step": step}, resume_from if rank == 0 else None)
+        return
     tokens, training_seconds = 0, 0.0  # since the last evaluation, for throughput
     # Every step of every epoch in order (the order is fixed by the seed); a resumed trial skips those done.
     all_steps = ((epoch, micro_batches) for epoch in range(config["epochs"])

@@ -78,8 +78,25 @@ def test_tpe_guides_sampling_after_half_the_budget():
 
 def test_grid_sampling_walks_every_point_once_per_model():
     space = spaces.load("gemma2", "bt", "tiny", name="rewardbench2")
-    searcher = PerModelSearcher(["a", "b"], space.distributions(), space.grid_size(), seed=0, grid=space.grid())
+    searcher = PerModelSearcher(["a", "b"], space.distributions(), space.grid_size(), seed=0, grid=True)
     configs = [searcher.suggest(f"t{i}") for i in range(2 * space.grid_size())]
     for model in ("a", "b"):
         points = sorted((c["lr"], c["epochs"]) for c in configs if c["model"] == model)
         assert points == sorted((lr, epochs) for lr in space.lr for epochs in space.epochs)
+
+
+def test_a_resumed_grid_searcher_continues_the_interrupted_trials_and_never_repeats_a_point():
+    space = spaces.load("gemma2", "bt", "tiny", name="rewardbench2")  # 3 lr x 3 epochs
+    lr, epochs = space.lr, space.epochs
+    finished = [{"model": "a", "lr": lr[0], "epochs": epochs[0], "status": "completed", "best_val_accuracy": 0.9},
+                {"model": "a", "lr": lr[1], "epochs": epochs[2], "status": "diverged", "best_val_accuracy": None}]
+    interrupted = [{"model": "a", "trial_id": "old1", "lr": lr[2], "epochs": epochs[1], "status": "running",
+                    "best_val_accuracy": 0.7}]
+    searcher = PerModelSearcher(["a", "b"], space.distributions(), space.grid_size(), seed=0, grid=True,
+                                finished=finished, interrupted=interrupted)
+    configs = [searcher.suggest(f"t{i}") for i in range(2 * space.grid_size() - 2)]
+    assert configs[0] == {"model": "a", "lr": lr[2], "epochs": epochs[1], "resume_trial_id": "old1"}
+    assert searcher.suggest("one-too-many") == PerModelSearcher.FINISHED
+    points_of_a = [(c["lr"], c["epochs"]) for c in configs if c["model"] == "a"]
+    everything = sorted((row["lr"], row["epochs"]) for row in finished) + sorted(points_of_a)
+    assert sorted(everything) == sorted((x, e) for x in lr for e in epochs)  # each point once, over both runs

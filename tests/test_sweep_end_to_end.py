@@ -192,3 +192,48 @@ def test_a_killed_worker_resumes_its_trial_from_the_latest_checkpoint(local_ray,
     assert progress["resumed_from_step"].iloc[0] == 0 and progress["resumed_from_step"].iloc[-1] >= 32
     assert len(list((run_dir / "checkpoints").rglob("model.safetensors"))) == 1  # still one checkpoint per trial
     assert not list((run_dir / "checkpoints").rglob("trainer_state.pt"))  # resume state gone once it finished
+
+
+def test_a_killed_sweep_driver_is_resumed_without_running_a_finished_trial_again(local_ray, tmp_path):
+    """The driver (another process on this module's Ray) is killed once a trial has finished and another has
+    evaluated; --resume keeps the finished trials, continues the interrupted ones and runs the rest."""
+    args = ["--family", "gemma2", "--scale", "tiny", "--space", "paper-bt", "--sampler", "grid", "--num-samples", "2",
+            "--storage", str(tmp_path)]
+    run_dir = tmp_path / "gemma2-bt-paper-bt-tiny"
+    driver = subprocess.Popen([sys.executable, "-m", "rmsweep.run", *args],
+                              env={**os.environ, "RAY_ADDRESS": ray.get_runtime_context().gcs_address},
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    before = None
+    deadline = time.time() + 240
+    while driver.poll() is None and time.time() < deadline:
+        time.sleep(0.5)
+        try:
+            ledger = pd.read_csv(run_dir / "trials.csv")
+        except (FileNotFoundError, pd.errors.EmptyDataError):
+            continue
+        if (ledger["status"] != "running").sum() >= 1 and (ledger["status"].eq("running")
+                                                           & ledger["steps"].ge(16)).any():
+            driver.send_signal(signal.SIGKILL)
+            driver.wait()
+            before = ledger
+    assert before is not None, "the sweep ended before it could be interrupted"
+    # Ray ends the killed driver's actors and worker groups: wait until their CPUs are free again.
+    deadline = time.time() + 120
+    while ray.available_resources().get("CPU", 0) < ray.cluster_resources()["CPU"] and time.time() < deadline:
+        time.sleep(1)
+
+    assert run.main(args) == 2  # the run directory exists: not replaced without --overwrite or --resume
+    assert run.main([*args, "--resume", "--seed", "1"]) == 2  # not the same sweep
+    assert run.main([*args, "--resume"]) == 0
+    trials, best = _outputs(run_dir)
+    assert len(trials) == 4 and trials["trial_id"].is_unique and set(trials["status"]) <= {"completed",
+                                                                                          "stopped_early"}
+    finished_before = before[before["status"] != "running"].set_index("trial_id")
+    kept = trials.set_index("trial_id").loc[finished_before.index]
+    assert (kept["wall_seconds"] == finished_before["wall_seconds"]).all()  # kept, not run again
+    interrupted = before[before["status"] == "running"]
+    resumed = trials.set_index("trial_id").loc[interrupted["trial_id"]]
+    assert (resumed["steps"] >= interrupted.set_index("trial_id")["steps"]).all()  # went on, kept their ids
+    assert not trials[["model", "lr"]].duplicated().any()  # the grid was not walked twice
+    sweep = json.loads((run_dir / "sweep.json").read_text())
+    assert len(sweep["resumed"]) == 1 and "finished" in sweep
