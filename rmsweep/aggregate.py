@@ -90,7 +90,7 @@ class Aggregator:
         self._write_ledger()
 
     def record_trial(self, row: dict) -> None:
-        if row["checkpoint"]:
+        if row["checkpoint"] and self._sweep["keep_checkpoints"] != "all":
             prune_other_checkpoints(row["checkpoint"])
         self._running.pop(row["trial_id"], None)
         self._throughput.set(0.0, {"model": row["model"], "trial": row["trial_id"]})
@@ -124,6 +124,12 @@ class Aggregator:
 
         fitted = self._fit_selector(best_per_model)
         self._run_dir.write_text("selector.json", json.dumps(fitted, indent=2))
+        if self._sweep["keep_checkpoints"] == "none":  # scored and saved under scores/: the weights can go
+            self._run_dir.child("checkpoints").remove()
+            self._trials = [{**row, "checkpoint": None} for row in self._trials]
+            self._write_ledger()
+            trials, best_per_model = trials.assign(checkpoint=None), best_per_model.assign(checkpoint=None)
+            self._run_dir.write_text("best_per_model.csv", best_per_model.to_csv(index=False))
         report.write_report(self._run_dir, self._sweep, trials, best_per_model, fitted)
         return best_per_model
 

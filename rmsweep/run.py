@@ -122,6 +122,11 @@ def parse_args(argv=None) -> argparse.Namespace:
         help="GPUs per worker; auto: 1 if the cluster has GPUs, else 0 (default: auto)",
     )
     parser.add_argument(
+        "--keep-checkpoints", choices=("best", "all", "none"), default="best",
+        help="checkpoints left once trials finish: best (one per trial), all (every evaluation's), none "
+        "(deleted once the best of each model is scored; scores/ keeps every completion's score) (default: best)",
+    )
+    parser.add_argument(
         "--max-failures", metavar="N", type=int, default=3,
         help="restarts of a trial whose worker dies (a lost node, a killed process), each from the trial's "
         "latest evaluation (default: 3)",
@@ -244,7 +249,8 @@ def resolve(args: argparse.Namespace) -> tuple[dict, spaces.SearchSpace, storage
         run_dir = root.child(name)
         exists = run_dir.exists()
     except (OSError, ValueError) as error:  # an unknown scheme, a bucket that cannot be reached
-        raise UsageError(f"storage {args.storage}: {error}") from None
+        first_line = str(error).splitlines()[0]  # pyarrow's can run to pages (hdfs lists every JVM it tried)
+        raise UsageError(f"storage {args.storage}: {first_line}") from None
     if args.resume and args.overwrite:
         raise UsageError("--resume continues a run directory and --overwrite replaces it: pass one of them")
     if args.resume and not run_dir.exists("sweep.json"):
@@ -278,6 +284,7 @@ def resolve(args: argparse.Namespace) -> tuple[dict, spaces.SearchSpace, storage
         "strategy": args.strategy,
         "gpu_memory_gb": args.gpu_memory_gb,
         "max_failures": args.max_failures,
+        "keep_checkpoints": args.keep_checkpoints,
         # What the auto placement sizes: a tiny twin has well under a million parameters, whatever it stands for.
         "params_b": {row["name"]: 0.0 if args.scale == "tiny" else float(row["params_b"])
                      for _, row in members.iterrows()},
@@ -372,6 +379,7 @@ def main(argv=None) -> int:
 
     import pandas as pd
     import ray
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
     from rmsweep import aggregate, report, sweep
 
@@ -411,7 +419,10 @@ def main(argv=None) -> int:
     # Put in the object store once; every trial's workers and the scoring tasks read them from there.
     training_data = ray.put({"train": data.train, "validation": data.validation})
     evaluation_data = ray.put({"benchmarks": data.eval, "validation": data.validation})
-    aggregator = aggregate.Aggregator.options(name=aggregate.actor_name(settings["name"])).remote(
+    # On the driver's node (a cluster's head, never preemptible): the ledger must outlive any worker node.
+    driver_node = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
+    aggregator = aggregate.Aggregator.options(name=aggregate.actor_name(settings["name"]),
+                                              scheduling_strategy=driver_node).remote(
         run_dir, settings, [evaluation_data], [row for row in ledger if row["status"] != "running"]
     )
     try:

@@ -148,7 +148,9 @@ class PerModelASHA(FIFOScheduler):
         self._asha(trial).on_trial_remove(tune_controller, trial)
 
     def on_trial_error(self, tune_controller, trial):
-        self._asha(trial).on_trial_remove(tune_controller, trial)
+        # Tune calls this before retrying a trial too, then on_trial_add; ASHA keeps the trial's record until
+        # on_trial_remove.
+        self._asha(trial).on_trial_error(tune_controller, trial)
 
     def debug_string(self) -> str:
         return "; ".join(f"{model}: {asha.debug_string()}" for model, asha in self._by_model.items())
@@ -185,7 +187,8 @@ def run_trial(config: dict, settings: dict) -> None:
             callbacks=[TuneReportCallback()],
             # Every evaluation carries a checkpoint; Ray Train keeps the best one and the latest (to resume from).
             checkpoint_config=ray.train.CheckpointConfig(
-                num_to_keep=1, checkpoint_score_attribute=METRIC, checkpoint_score_order=MODE,
+                num_to_keep=None if settings["keep_checkpoints"] == "all" else 1,
+                checkpoint_score_attribute=METRIC, checkpoint_score_order=MODE,
             ),
             # A worker that dies (a lost node, a killed process) restarts the worker group from the latest one.
             failure_config=ray.train.FailureConfig(max_failures=settings["max_failures"]),
@@ -293,6 +296,9 @@ def run_sweep(settings: dict, space, aggregator, run_dir: storage.Location, data
         ),
         run_config=tune.RunConfig(
             name="tune", storage_path=run_dir.uri, verbose=0,
+            # A trial whose driver dies with its node is started again; its Ray Train run (named by the trial
+            # id) goes on from its latest checkpoint.
+            failure_config=tune.FailureConfig(max_failures=settings["max_failures"]),
             callbacks=[LedgerCallback(aggregator, total_trials, settings["placements"], checkpoints, len(finished),
                                       interrupted),
                        TBXLoggerCallback()],

@@ -35,9 +35,17 @@ def test_list_families(tmp_path):
     (["--family", "gemma2", "--scale", "tiny", "--space", "rewardbench2", "--sampler", "grid", "--num-samples", "20"],
      "exceeds the 9 points"),
     (["--family", "gemma2", "--space", "paper-regression"], "helpsteer2 holds ratings, but a bt RM trains on pairs"),
+    (["--family", "gemma2", "--scale", "tiny", "--resume"], "nothing to resume: no sweep at"),
+    (["--family", "gemma2", "--scale", "tiny", "--resume", "--overwrite"], "pass one of them"),
+    (["--family", "gemma2", "--scale", "tiny", "--max-failures", "-1"], "--max-failures must be >= 0"),
+    (["--family", "gemma2", "--scale", "tiny", "--gpu-memory-gb", "0"], "--gpu-memory-gb must be positive"),
+    (["--family", "gemma2", "--scale", "tiny", "--gpus-per-worker", "-1"], "--gpus-per-worker must be >= 0"),
+    (["--family", "gemma2", "--scale", "tiny", "--storage", "ftp://host/runs"], "Unrecognized filesystem type"),
+    (["--family", "gemma2", "--scale", "tiny", "--storage", "hdfs://nowhere:1/runs"], "storage hdfs://nowhere:1/runs"),
 ])
 def test_bad_input_exits_2_with_one_line_and_writes_nothing(tmp_path, args, message):
-    result = run_cli(*args, "--storage", str(tmp_path / "runs"), cwd=tmp_path, env={"HF_HUB_OFFLINE": "1"})
+    storage = [] if "--storage" in args else ["--storage", str(tmp_path / "runs")]
+    result = run_cli(*args, *storage, cwd=tmp_path, env={"HF_HUB_OFFLINE": "1"})
     assert result.returncode == 2, result.stderr
     assert result.stderr.count("\n") == 1 and message in result.stderr
     assert not (tmp_path / "runs").exists()

@@ -6,6 +6,8 @@ import os
 import socket
 import subprocess
 import sys
+import threading
+import time
 
 import boto3
 import pandas as pd
@@ -98,3 +100,37 @@ def test_storage_a_node_cannot_see_is_refused_before_any_trial(s3_cluster, capsy
         assert not storage.Location(f"s3://{BUCKET}/runs/refused").exists()
     finally:
         s3_cluster.remove_node(node)
+
+
+def test_a_node_lost_mid_sweep_costs_no_trial(s3_cluster):
+    """A third node joins; once a trial has evaluated on it, it is removed. Its trial starts again on the
+    others from its latest checkpoint, and the sweep completes."""
+    node = s3_cluster.add_node(num_cpus=1)
+    node_id = node.node_id[:8]
+    run_dir = storage.Location(f"s3://{BUCKET}/runs/node-lost")
+    removed = []
+
+    def remove_the_node_once_it_trains():
+        deadline = time.time() + 240
+        while time.time() < deadline and not removed:
+            time.sleep(0.5)
+            try:
+                ledger = pd.read_csv(io.StringIO(run_dir.read_text("trials.csv")))
+            except (OSError, pd.errors.EmptyDataError):
+                continue
+            on_node = ledger["status"].eq("running") & ledger["nodes"].eq(node_id) & ledger["steps"].ge(16)
+            if on_node.any():
+                s3_cluster.remove_node(node, allow_graceful=False)
+                removed.append(ledger.loc[on_node, "trial_id"].iloc[0])
+
+    remover = threading.Thread(target=remove_the_node_once_it_trains, daemon=True)
+    remover.start()
+    status = run.main(["--family", "gemma2", "--scale", "tiny", "--num-samples", "2", "--name", "node-lost",
+                       "--storage", f"s3://{BUCKET}/runs"])
+    remover.join()
+    assert removed and status == 0
+    trials = _read_csv(run_dir, "trials.csv")
+    assert len(trials) == 4 and set(trials["status"]) <= {"completed", "stopped_early"}
+    assert trials["trial_id"].is_unique
+    lost = trials.set_index("trial_id").loc[removed[0]]
+    assert lost["nodes"] != node_id  # it finished elsewhere

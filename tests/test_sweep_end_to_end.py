@@ -75,9 +75,12 @@ def test_regression_sweep_with_two_data_parallel_workers(local_ray, tmp_path):
     # Two workers per trial run DDP over gloo; train.py checks every rank holds the trial's one sample.
     status = run.main(["--family", "qwen2.5", "--models", "Qwen2.5-0.5B-Instruct", "--scale", "tiny", "--rm-type",
                        "regression", "--num-samples", "2", "--workers-per-trial", "2", "--cpus-per-worker", "0.5",
-                       "--storage", str(tmp_path)])
+                       "--keep-checkpoints", "all", "--storage", str(tmp_path)])
     assert status == 0
     trials, best = _outputs(tmp_path / "qwen2.5-regression-tiny")
+    # Every evaluation's checkpoint is kept: more than one per trial.
+    kept = len(list((tmp_path / "qwen2.5-regression-tiny" / "checkpoints").rglob("model.safetensors")))
+    assert kept == (trials["steps"] // 16).sum() > len(trials)
     assert len(trials) == 2 and set(trials["rm_type"]) == {"regression"}
     assert set(trials["status"]) <= {"completed", "stopped_early"}
     assert best.loc[0, "val_accuracy"] >= 0.65 and best.loc[0, "rewardbench"] > 0.6
@@ -91,9 +94,11 @@ def test_regression_sweep_with_two_data_parallel_workers(local_ray, tmp_path):
 def test_bnrm_sweep_on_the_paper_grid(local_ray, tmp_path):
     status = run.main(["--family", "gemma2", "--models", "gemma-2-2b-it", "--scale", "tiny", "--rm-type", "bnrm",
                        "--space", "paper-bt", "--sampler", "grid", "--num-samples", "2", "--bt-loss", "scaled",
-                       "--storage", str(tmp_path)])
+                       "--keep-checkpoints", "none", "--storage", str(tmp_path)])
     assert status == 0
     trials, best = _outputs(tmp_path / "gemma2-bnrm-paper-bt-tiny")
+    assert not (tmp_path / "gemma2-bnrm-paper-bt-tiny" / "checkpoints").exists()  # scored, then deleted
+    assert trials["checkpoint"].isna().all() and best["checkpoint"].isna().all()
     grid = {5e-4, 6e-4, 7e-4, 8e-4, 9e-4, 1e-3, 2e-3, 3e-3, 4e-3, 5e-3}
     assert len(trials) == 2 and set(trials["lr"]) <= grid and trials["lr"].is_unique
     assert set(trials["epochs"]) == {1}
