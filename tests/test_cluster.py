@@ -13,10 +13,11 @@ import boto3
 import pandas as pd
 import pytest
 import ray
+import yaml
 from moto.server import ThreadedMotoServer
 from ray.cluster_utils import Cluster
 
-from rmsweep import run, storage
+from rmsweep import run, spaces, storage
 
 pytestmark = pytest.mark.slow
 
@@ -102,15 +103,18 @@ def test_storage_a_node_cannot_see_is_refused_before_any_trial(s3_cluster, capsy
         s3_cluster.remove_node(node)
 
 
-def test_a_node_lost_mid_sweep_costs_no_trial(s3_cluster):
-    """A third node joins; once a trial has evaluated on it, it is removed. Its trial starts again on the
-    others from its latest checkpoint, and the sweep completes."""
-    node = s3_cluster.add_node(num_cpus=1)
-    node_id = node.node_id[:8]
+def test_a_node_lost_mid_sweep_costs_no_trial(s3_cluster, tmp_path):
+    """Two trials (one alone per base model, so ASHA stops neither; 3 epochs, 192 steps) on a cluster with a spare
+    node. Once a trial on a worker node has evaluated, that node is removed: the trial starts again on a node
+    still there, from its latest checkpoint, and the sweep completes."""
+    space = yaml.safe_load((spaces.DEFAULT_DIR / "paper-bt.yaml").read_text())
+    space["by_scale"]["tiny"].update(lr=[1e-3], epochs=[3])
+    (tmp_path / "long.yaml").write_text(yaml.safe_dump(space))
     run_dir = storage.Location(f"s3://{BUCKET}/runs/node-lost")
+    s3_cluster.add_node(num_cpus=1)  # the spare (Ray starts nodes from the main thread only)
     removed = []
 
-    def remove_the_node_once_it_trains():
+    def remove_the_worker_node_once_its_trial_trains():
         deadline = time.time() + 240
         while time.time() < deadline and not removed:
             time.sleep(0.5)
@@ -118,19 +122,22 @@ def test_a_node_lost_mid_sweep_costs_no_trial(s3_cluster):
                 ledger = pd.read_csv(io.StringIO(run_dir.read_text("trials.csv")))
             except (OSError, pd.errors.EmptyDataError):
                 continue
-            on_node = ledger["status"].eq("running") & ledger["nodes"].eq(node_id) & ledger["steps"].ge(16)
-            if on_node.any():
-                s3_cluster.remove_node(node, allow_graceful=False)
-                removed.append(ledger.loc[on_node, "trial_id"].iloc[0])
+            for node in list(s3_cluster.worker_nodes):
+                on_node = ledger["status"].eq("running") & ledger["nodes"].eq(node.node_id[:8])
+                if (on_node & ledger["steps"].ge(16)).any():
+                    s3_cluster.remove_node(node, allow_graceful=False)
+                    removed.append((ledger.loc[on_node, "trial_id"].iloc[0], node.node_id[:8]))
+                    return
 
-    remover = threading.Thread(target=remove_the_node_once_it_trains, daemon=True)
+    remover = threading.Thread(target=remove_the_worker_node_once_its_trial_trains, daemon=True)
     remover.start()
-    status = run.main(["--family", "gemma2", "--scale", "tiny", "--num-samples", "2", "--name", "node-lost",
+    status = run.main(["--family", "gemma2", "--scale", "tiny", "--space", "long", "--search-spaces", str(tmp_path),
+                       "--sampler", "grid", "--num-samples", "1", "--name", "node-lost",
                        "--storage", f"s3://{BUCKET}/runs"])
     remover.join()
     assert removed and status == 0
     trials = _read_csv(run_dir, "trials.csv")
-    assert len(trials) == 4 and set(trials["status"]) <= {"completed", "stopped_early"}
-    assert trials["trial_id"].is_unique
-    lost = trials.set_index("trial_id").loc[removed[0]]
-    assert lost["nodes"] != node_id  # it finished elsewhere
+    assert len(trials) == 2 and set(trials["status"]) == {"completed"} and trials["trial_id"].is_unique
+    (lost_trial, lost_node), = removed
+    lost = trials.set_index("trial_id").loc[lost_trial]
+    assert lost["steps"] == lost["total_steps"] == 192 and lost["nodes"] != lost_node  # finished elsewhere
