@@ -3,10 +3,10 @@
 During the sweep it receives every trial's progress and every finished trial (from `sweep.LedgerCallback`),
 rewrites `trials.csv` whole each time (running trials included, with status `running`), and publishes the
 sweep's progress as Ray metrics (the dashboard's Metrics view, Prometheus): trials per status, the best
-validation accuracy per base model, training tokens per second per running trial. At the end it scores each base model's best checkpoint on the sweep's benchmarks (one Ray task
-per model, so a cluster scores them in parallel; a regression RM's attribute weights are searched on the
-validation pairs first), saves every per-completion score under `scores/`, fits the selector and writes
-the run directory's outputs.
+validation accuracy per base model, training tokens per second per running trial. At the end it scores each
+base model's best checkpoint on the sweep's benchmarks (one Ray task per model, so a cluster scores them in
+parallel; a regression RM's attribute weights are searched on the validation pairs first), saves every
+per-completion score under `scores/`, fits the selector and writes the run directory's outputs.
 """
 import json
 from pathlib import Path

@@ -2,7 +2,8 @@
 
 A results table has one row per (model, rm_type) with `name`, `family`, `size_group`, `params_b`, `rm_type`
 and `score` (the RewardBench four-section mean). Each analysis returns an `Analysis`: a table, maybe a plot
-written next to the report (a local folder or object storage), or, when the results cannot support it, a sentence saying what it needs.
+written next to the report (a local folder or object storage), or, when the results cannot support it, a
+sentence saying what it needs.
 """
 import io
 from dataclasses import dataclass

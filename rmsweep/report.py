@@ -54,7 +54,8 @@ def best_columns(best: pd.DataFrame) -> list[str]:
     return [column for column in BEST_COLUMNS if column in best.columns]
 
 
-def write_report(run_dir: storage.Location, sweep: dict, trials: pd.DataFrame, best: pd.DataFrame, selector: dict) -> None:
+def write_report(run_dir: storage.Location, sweep: dict, trials: pd.DataFrame, best: pd.DataFrame,
+                 selector: dict) -> None:
     headline = scoring.SCORE_COLUMNS[sweep["benchmarks"][0]]["overall"]
     results = analyses.sweep_results(best, headline)
     counts = trials["status"].value_counts().to_dict()

@@ -222,8 +222,9 @@ class LedgerCallback(tune.Callback):
         placement = self._placements[trial.config["model"]]
         stopped_early = status == "stopped_early"
         return {
-            "trial_id": trial.config.get("resume_trial_id", trial.trial_id), "model": trial.config["model"], "lr": trial.config["lr"],
-            "epochs": trial.config["epochs"], "status": status, "stopped_early": stopped_early,
+            "trial_id": trial.config.get("resume_trial_id", trial.trial_id), "model": trial.config["model"],
+            "lr": trial.config["lr"], "epochs": trial.config["epochs"], "status": status,
+            "stopped_early": stopped_early,
             "steps": state["step"], "total_steps": state["total_steps"], "best_val_accuracy": state["best"],
             "wall_seconds": round(time.time() - state["started"], 1), "train_truncated": state["train_truncated"],
             "train_dropped": state["train_dropped"], "tokens_per_second": state["tokens_per_second"],
@@ -232,12 +233,13 @@ class LedgerCallback(tune.Callback):
         }
 
     def on_trial_start(self, iteration, trials, trial, **info):
-        state = self._new_state()
-        before = self._interrupted.get(trial.config.get("resume_trial_id"))
-        if before is not None:  # its time, best score and best checkpoint so far carry over
-            state.update(started=time.time() - before["wall_seconds"], best=before["best_val_accuracy"],
-                         checkpoint=before["checkpoint"] if isinstance(before["checkpoint"], str) else None)
-        self._trials[trial.trial_id] = state
+        if trial.trial_id not in self._trials:  # else Tune retries it: its time, best and checkpoint go on
+            state = self._new_state()
+            before = self._interrupted.get(trial.config.get("resume_trial_id"))
+            if before is not None:  # resumed: its time, best score and best checkpoint so far carry over
+                state.update(started=time.time() - before["wall_seconds"], best=before["best_val_accuracy"],
+                             checkpoint=before["checkpoint"] if isinstance(before["checkpoint"], str) else None)
+            self._trials[trial.trial_id] = state
         self._aggregator.trial_progress.remote(self._row(trial, "running"))
 
     def on_trial_result(self, iteration, trials, trial, result, **info):
