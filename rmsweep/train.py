@@ -120,6 +120,8 @@ def fit_reward_model(config: dict, report, rank: int = 0, world_size: int = 1, d
         distributed.load_optimizer_state(model, optimizer, state["optimizer"])
         schedule.load_state_dict(state["schedule"])
         torch.set_rng_state(state["rng"])
+        if "cuda_rng" in state:  # BNRM draws its noise on the GPU when it trains there
+            torch.cuda.set_rng_state(state["cuda_rng"], device)
         step, best_accuracy = state["step"], state["best_accuracy"]
     resumed_from_step = step
     if resume_from and step >= total_steps:  # the interrupted run had trained to the end: report that end again
@@ -179,9 +181,11 @@ def fit_reward_model(config: dict, report, rank: int = 0, world_size: int = 1, d
                 meta = {key: config[key] for key in META_KEYS}
                 modeling.save_reward_model(model, tokenizer, checkpoint_dir, {**meta, **metrics},
                                            weights_gathered)
+                rng = {"rng": torch.get_rng_state()}
+                if torch.device(device).type == "cuda":
+                    rng["cuda_rng"] = torch.cuda.get_rng_state(device)
                 torch.save({"optimizer": optimizer_state, "schedule": schedule.state_dict(), "step": step,
-                            "best_accuracy": best_accuracy, "rng": torch.get_rng_state()},
-                           Path(checkpoint_dir) / TRAINER_STATE)
+                            "best_accuracy": best_accuracy, **rng}, Path(checkpoint_dir) / TRAINER_STATE)
                 report(metrics, checkpoint_dir)
         else:
             report(metrics, None)
