@@ -36,7 +36,9 @@ def prune_other_checkpoints(kept: str) -> int:
     Ray Train keeps the best and the latest, and a trial stopped by ASHA while uploading can leave one more.
     """
     filesystem, kept_path = pyarrow.fs.FileSystem.from_uri(kept)
-    filesystem.delete_file(f"{kept_path.rstrip('/')}/{TRAINER_STATE}")
+    resume_state = f"{kept_path.rstrip('/')}/{TRAINER_STATE}"
+    if filesystem.get_file_info(resume_state).type == pyarrow.fs.FileType.File:
+        filesystem.delete_file(resume_state)
     parent = kept_path.rstrip("/").rsplit("/", 1)[0]
     others = [info.path for info in filesystem.get_file_info(pyarrow.fs.FileSelector(parent))
               if info.type == pyarrow.fs.FileType.Directory and info.base_name.startswith("checkpoint_")
@@ -90,12 +92,14 @@ class Aggregator:
         self._write_ledger()
 
     def record_trial(self, row: dict) -> None:
-        if row["checkpoint"] and self._sweep["keep_checkpoints"] != "all":
-            prune_other_checkpoints(row["checkpoint"])
         self._running.pop(row["trial_id"], None)
         self._throughput.set(0.0, {"model": row["model"], "trial": row["trial_id"]})
         self._trials.append(row)
+        # The ledger first: a driver killed between the two must not leave a trial marked running whose resume
+        # state is already pruned (--resume would continue it from a checkpoint without one).
         self._write_ledger()
+        if row["checkpoint"] and self._sweep["keep_checkpoints"] != "all":
+            prune_other_checkpoints(row["checkpoint"])
 
     def _write_ledger(self) -> None:
         ledger = pd.DataFrame([*self._trials, *self._running.values()]).assign(rm_type=self._sweep["rm_type"])
