@@ -22,7 +22,7 @@ from rmsweep import evaluate, modeling, registry, report, scoring, selector, sto
 from rmsweep.train import TRAINER_STATE
 
 
-TRIAL_STATUSES = ("running", "completed", "stopped_early", "diverged", "error")
+TRIAL_STATUSES = ("running", "completed", "stopped_early", "diverged", "out_of_memory", "error")
 
 
 def actor_name(run_name: str) -> str:

@@ -45,10 +45,12 @@ def unwrap(model) -> RewardModel:
     return getattr(model, "module", model)
 
 
-def load_reward_model(model_spec: dict, rm_type: str, trust_remote_code: bool = False):
+def load_reward_model(model_spec: dict, rm_type: str):
     """(tokenizer, RewardModel) for a registry row resolved by `registry.model_spec`, with the RM type's head.
 
-    `source` is `tiny` (random weights of the row's architecture) or a hub id / local directory.
+    `source` is `tiny` (random weights of the row's architecture) or a hub id / local directory. Weights are
+    read from safetensors only (a pickle can run code); the repository's own code runs only if
+    `trust_remote_code` is set.
     """
     num_outputs = RM_OUTPUTS[rm_type]
     if model_spec["source"] == "tiny":
@@ -56,6 +58,7 @@ def load_reward_model(model_spec: dict, rm_type: str, trust_remote_code: bool = 
         config = tiny.tiny_config(model_spec["architecture"], tokenizer, num_outputs)
         model = AutoModelForSequenceClassification.from_config(config)
     else:
+        trust_remote_code = model_spec.get("trust_remote_code", False)
         tokenizer = AutoTokenizer.from_pretrained(model_spec["source"], trust_remote_code=trust_remote_code)
         pin_pad_token(tokenizer)
         model = AutoModelForSequenceClassification.from_pretrained(
@@ -140,16 +143,18 @@ def load_checkpoint(directory: Path):
     one it was trained with.
     """
     meta = json.loads((Path(directory) / META_FILE).read_text())
+    trust_remote_code = meta["model_spec"].get("trust_remote_code", False)
     if meta["model_spec"]["source"] == "tiny":
         tokenizer = tiny.tiny_tokenizer()
     else:
-        tokenizer = AutoTokenizer.from_pretrained(directory)
+        tokenizer = AutoTokenizer.from_pretrained(directory, trust_remote_code=trust_remote_code)
+    load = dict(use_safetensors=True, trust_remote_code=trust_remote_code)
     if meta["rm_type"] == "bnrm":
         with _quiet_transformers():  # it would warn that the plain score layer is missing
-            model = AutoModelForSequenceClassification.from_pretrained(directory, use_safetensors=True)
+            model = AutoModelForSequenceClassification.from_pretrained(directory, **load)
         _load_bnrm_head(model, directory)
     else:
-        model = AutoModelForSequenceClassification.from_pretrained(directory, use_safetensors=True)
+        model = AutoModelForSequenceClassification.from_pretrained(directory, **load)
     return tokenizer, RewardModel(model), meta
 
 

@@ -74,12 +74,13 @@ def with_results(results: pd.DataFrame, columns) -> pd.DataFrame:
     return models().merge(scores, on="name")
 
 
-def model_spec(row: pd.Series, scale: str, model_dir: Path | None = None) -> dict:
-    """Where a model's weights come from: its tiny twin, a local directory, or the hub id."""
+def model_spec(row: pd.Series, scale: str, model_dir: Path | None = None, trust_remote_code: bool = False) -> dict:
+    """Where a model's weights come from: its tiny twin, a local directory, or the hub id; and whether its
+    repository's own modeling code may run (only when the user passed --trust-remote-code)."""
     if scale == "tiny":
         source = "tiny"
     elif model_dir is not None:
         source = str(Path(model_dir) / row["name"])
     else:
         source = row["hf_id"]
-    return {"source": source, "architecture": row["architecture"]}
+    return {"source": source, "architecture": row["architecture"], "trust_remote_code": trust_remote_code}

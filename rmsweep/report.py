@@ -6,7 +6,7 @@ from rmsweep import analyses, scoring, storage
 BEST_COLUMNS = ["model", "size_group", "params_b", "best_lr", "best_epochs", "val_accuracy", "regression_weights",
                 *[column for columns in scoring.SCORE_COLUMNS.values() for column in columns.values()]]
 TRIAL_COLUMNS = ["model", "lr", "epochs", "status", "steps", "total_steps", "best_val_accuracy", "train_truncated",
-                 "train_dropped", "tokens_per_second", "gpus", "nodes", "wall_seconds"]
+                 "train_dropped", "tokens_per_second", "gpus", "nodes", "wall_seconds", "error"]
 
 
 def _markdown(table: pd.DataFrame) -> str:
@@ -89,7 +89,7 @@ def write_report(run_dir: storage.Location, sweep: dict, trials: pd.DataFrame, b
         ]),
         "## All trials",
         "",
-        _markdown(trials[TRIAL_COLUMNS]),
+        _markdown(trials.reindex(columns=TRIAL_COLUMNS)),  # reindex: a ledger resumed from an older rmsweep
         "`train_truncated`: training texts whose prompt was cut from the left to fit max_length; "
         "`train_dropped`: training rows left out because the response alone was longer.",
         "",

@@ -105,6 +105,12 @@ def parse_args(argv=None) -> argparse.Namespace:
         help=f"trials per base model (default: {DEFAULT_TPE_SAMPLES} with tpe, the whole grid with grid)",
     )
     parser.add_argument(
+        "--trust-remote-code", action="store_true",
+        help="let a model whose architecture transformers lacks run its repository's own Python code (e.g. "
+        "Phi-3-small); off by default, since that code runs with your credentials. Weights are read from "
+        "safetensors only, either way",
+    )
+    parser.add_argument(
         "--data-dir", metavar="DIR", type=Path,
         help="read each dataset from DIR/<source> (a folder or a .jsonl/.json/.parquet/.csv file in the hub "
         "schema) instead of the hub, e.g. DIR/helpsteer2-preference.jsonl",
@@ -260,7 +266,8 @@ def resolve(args: argparse.Namespace) -> tuple[dict, spaces.SearchSpace, storage
     if not root.writable():
         raise UsageError(f"storage {args.storage} is not writable")
 
-    specs = {row["name"]: registry.model_spec(row, args.scale, args.model_dir) for _, row in members.iterrows()}
+    specs = {row["name"]: registry.model_spec(row, args.scale, args.model_dir, args.trust_remote_code)
+             for _, row in members.iterrows()}
     if args.scale == "full" and not args.model_dir:
         check_hub_reachable(specs)
     settings = {
@@ -352,6 +359,14 @@ def resume_ledger(run_dir: storage.Location, settings: dict) -> list[dict]:
     return ledger.astype(object).where(ledger.notna(), None).to_dict("records")
 
 
+def hf_token_record() -> str | None:
+    """What sweep.json says of the Hugging Face token: whether one is set (HF_TOKEN or the token file that
+    `hf auth login` writes, read by transformers on each node), never the token."""
+    from huggingface_hub import get_token
+
+    return "<redacted>" if get_token() else None
+
+
 def versions() -> dict:
     packages = ("ray", "torch", "transformers", "datasets", "optuna", "scikit-learn", "pandas")
     return {"python": platform.python_version(), **{p: version(p) for p in packages}}
@@ -413,7 +428,7 @@ def main(argv=None) -> int:
         run_dir.make()
         started = time.time()
         record = {**settings, "versions": versions(), "started": time.strftime("%Y-%m-%dT%H:%M:%S"),
-                  "started_unix": round(started, 1)}
+                  "started_unix": round(started, 1), "hf_token": hf_token_record()}
     run_dir.write_text("sweep.json", json.dumps(record, indent=2))
     print(f"run directory: {run_dir}", flush=True)
     # Put in the object store once; every trial's workers and the scoring tasks read them from there.

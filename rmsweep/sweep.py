@@ -11,6 +11,7 @@
   Tune's TensorBoard logger writes every trial's metrics under <run>/tune.
 """
 import pickle
+import re
 import time
 import warnings
 from collections import Counter
@@ -70,7 +71,7 @@ class PerModelSearcher(Searcher):
         for row in finished:
             self._studies[row["model"]].add_evaluated_point(
                 {"lr": row["lr"], "epochs": row["epochs"]}, row["best_val_accuracy"],
-                error=row["status"] in ("error", "diverged"))
+                error=row["status"] in ("error", "diverged", "out_of_memory"))
         for row in interrupted:
             self._studies[row["model"]].add_evaluated_point(
                 {"lr": row["lr"], "epochs": row["epochs"]}, row["best_val_accuracy"], pruned=True,
@@ -214,10 +215,10 @@ class LedgerCallback(tune.Callback):
     @staticmethod
     def _new_state() -> dict:
         return {"started": time.time(), "best": float("nan"), "checkpoint": None, "step": 0, "total_steps": None,
-                "train_truncated": None, "train_dropped": None, "diverged": False, "nodes": None,
-                "tokens_per_second": None}
+                "train_truncated": None, "train_dropped": None, "diverged": False, "out_of_memory": "",
+                "nodes": None, "tokens_per_second": None}
 
-    def _row(self, trial, status: str) -> dict:
+    def _row(self, trial, status: str, error: str = "") -> dict:
         state = self._trials.get(trial.trial_id) or self._new_state()  # e.g. failed before it started
         placement = self._placements[trial.config["model"]]
         stopped_early = status == "stopped_early"
@@ -229,7 +230,7 @@ class LedgerCallback(tune.Callback):
             "wall_seconds": round(time.time() - state["started"], 1), "train_truncated": state["train_truncated"],
             "train_dropped": state["train_dropped"], "tokens_per_second": state["tokens_per_second"],
             "nodes": state["nodes"], "gpus": placement["workers"] * placement["gpus_per_worker"],
-            "checkpoint": state["checkpoint"],
+            "checkpoint": state["checkpoint"], "error": error,
         }
 
     def on_trial_start(self, iteration, trials, trial, **info):
@@ -246,7 +247,8 @@ class LedgerCallback(tune.Callback):
         state = self._trials[trial.trial_id]
         state["step"], state["total_steps"] = result["step"], result["total_steps"]
         state["train_truncated"], state["train_dropped"] = result["train_truncated"], result["train_dropped"]
-        state["diverged"], state["nodes"] = result["diverged"], result["nodes"]
+        state["diverged"], state["out_of_memory"], state["nodes"] = (result["diverged"], result["out_of_memory"],
+                                                                     result["nodes"])
         state["tokens_per_second"] = round(result["tokens_per_second"], 1)
         # The trial's best checkpoint, as Ray Train keeps it: on equal scores, the later one.
         if result.get(CHECKPOINT_PATH_KEY) and not result[METRIC] < state["best"]:  # not <: NaN at first
@@ -262,15 +264,26 @@ class LedgerCallback(tune.Callback):
 
     def _record(self, trial, failed: bool) -> None:
         state = self._trials.get(trial.trial_id) or self._new_state()
-        stopped_early = (not failed and not state["diverged"] and state["total_steps"] is not None
+        stopped = state["diverged"] or state["out_of_memory"]
+        stopped_early = (not failed and not stopped and state["total_steps"] is not None
                          and state["step"] < state["total_steps"])
-        status = ("error" if failed else "diverged" if state["diverged"] else "stopped_early" if stopped_early
-                  else "completed")
-        row = self._row(trial, status)
+        status = ("error" if failed else "diverged" if state["diverged"] else "out_of_memory"
+                  if state["out_of_memory"] else "stopped_early" if stopped_early else "completed")
+        error = error_summary(str(trial.get_error())) if failed else state["out_of_memory"]
+        row = self._row(trial, status, error)
         self._finished += 1
         ray.get(self._aggregator.record_trial.remote(row))
         print(f"[{self._finished}/{self._total}] {row['model']}  lr={row['lr']:.2e} epochs={row['epochs']}  "
-              f"val_accuracy={row['best_val_accuracy']:.3f}  {status}  ({row['wall_seconds']:.0f} s)", flush=True)
+              f"val_accuracy={row['best_val_accuracy']:.3f}  {status}  ({row['wall_seconds']:.0f} s)"
+              + (f"  {error}" if error else ""), flush=True)
+
+
+def error_summary(error_text: str) -> str:
+    """One line for the ledger from a failed trial's error (Ray Train's wraps each worker's traceback): the
+    last exception line, `Type: message`, else the first line."""
+    lines = [line.strip() for line in error_text.splitlines() if line.strip()]
+    exceptions = [line for line in lines if re.match(r"^[\w.]+(Error|Exception|Interrupt)\b.*:", line)]
+    return (exceptions or lines or [""])[-1 if exceptions else 0]
 
 
 def run_sweep(settings: dict, space, aggregator, run_dir: storage.Location, data_ref,

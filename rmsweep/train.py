@@ -8,7 +8,9 @@ workers and gradient-accumulation micro-batches, evaluation on the validation pa
 steps, each with a checkpoint: the model, plus the optimizer, schedule, step and RNG state in
 `trainer_state.pt`, so that a trial whose worker dies resumes at its last evaluation (Ray Train restarts the
 worker group and hands the loop its latest checkpoint). Ray Train keeps the best checkpoint and the latest.
-A non-finite loss on any rank stops the trial at once with `diverged` set in its last report.
+A non-finite loss on any rank stops the trial at once with `diverged` set in its last report. Running out of
+memory stops a one-worker trial the same way, `out_of_memory` naming the model and batch; with several workers
+it raises that message (the other ranks wait in a collective, so Ray Train must end the group).
 """
 import itertools
 import json
@@ -62,6 +64,11 @@ def _tokens(tokenized: datasets.Tokenized, indices: list[int]) -> int:
     """Real (non-pad) tokens of these rows: what throughput counts."""
     rows = [tokenized.sequences[i] for i in indices]
     return sum(len(c) + len(r) for c, r in rows) if rows and isinstance(rows[0], tuple) else sum(map(len, rows))
+
+
+def _is_out_of_memory(error: RuntimeError) -> bool:
+    """A GPU's OutOfMemoryError, or the CPU allocator's plain RuntimeError."""
+    return isinstance(error, torch.OutOfMemoryError) or "can't allocate memory" in str(error)
 
 
 def _validation_accuracy(model, validation: datasets.Tokenized, pad_id, device, rank, world_size, weights) -> float:
@@ -138,37 +145,49 @@ def fit_reward_model(config: dict, report, rank: int = 0, world_size: int = 1, d
     for epoch, micro_batches in itertools.islice(all_steps, step, None):
         step_started = time.perf_counter()
         model.train()
-        for index, micro_batch in enumerate(micro_batches):
-            # Gradients are reduced across ranks once per step, on its last micro-batch.
-            with distributed.gradient_sync(model, enabled=index == len(micro_batches) - 1):
-                loss = _micro_batch_loss(model, config, train, micro_batch, pad_id, device) / accumulation
-                loss.backward()
-            recent_losses.append(loss.item() * accumulation)
-            tokens += _tokens(train, micro_batch)
+        out_of_memory = ""
+        try:
+            for index, micro_batch in enumerate(micro_batches):
+                # Gradients are reduced across ranks once per step, on its last micro-batch.
+                with distributed.gradient_sync(model, enabled=index == len(micro_batches) - 1):
+                    loss = _micro_batch_loss(model, config, train, micro_batch, pad_id, device) / accumulation
+                    loss.backward()
+                recent_losses.append(loss.item() * accumulation)
+                tokens += _tokens(train, micro_batch)
+        except RuntimeError as error:
+            if not _is_out_of_memory(error):
+                raise
+            out_of_memory = (f"out of memory: {config['model']}, micro-batch {config['micro_batch_size']} x up to "
+                             f"{config['max_length']} tokens (global batch {config['global_batch_size']}, "
+                             f"{world_size} worker(s)) on {device}")
+            if world_size > 1:  # the other ranks wait in a collective this one left: Ray Train must end them all
+                raise RuntimeError(out_of_memory) from error
         step_losses = recent_losses[-len(micro_batches):]
         # Every rank must stop together (or the others wait forever in the next all-reduce).
         diverged = distributed.sum_across_ranks(float(not all(map(math.isfinite, step_losses))))[0] > 0
-        if not diverged:
+        stopped = diverged or bool(out_of_memory)
+        if not stopped:
             optimizer.step()
             schedule.step()
         optimizer.zero_grad(set_to_none=True)
         step += 1
         training_seconds += time.perf_counter() - step_started
 
-        if step % config["eval_every"] and step != total_steps and not diverged:
+        if step % config["eval_every"] and step != total_steps and not stopped:
             continue
-        # A diverged model is not evaluated: its scores are NaN. It reports its best so far and stops.
-        accuracy = (max(best_accuracy, 0.0) if diverged else
+        # A diverged model is not evaluated: its scores are NaN. A stopped trial reports its best so far and ends.
+        accuracy = (max(best_accuracy, 0.0) if stopped else
                     _validation_accuracy(model, validation, pad_id, device, rank, world_size, weights))
         all_tokens = distributed.sum_across_ranks(tokens)[0]
         metrics = {
             "step": step, "total_steps": total_steps, "epoch": epoch + 1, "val_accuracy": accuracy,
-            "train_loss": sum(recent_losses) / len(recent_losses), "train_truncated": train.truncated,
-            "train_dropped": train.dropped, "validation_dropped": validation.dropped, "diverged": diverged,
+            "train_loss": sum(recent_losses) / len(recent_losses) if recent_losses else float("nan"),
+            "train_truncated": train.truncated, "train_dropped": train.dropped,
+            "validation_dropped": validation.dropped, "diverged": diverged, "out_of_memory": out_of_memory,
             "tokens_per_second": all_tokens / training_seconds, "resumed_from_step": resumed_from_step,
         }
         recent_losses, tokens, training_seconds = [], 0, 0.0
-        if diverged:
+        if stopped:
             report({**metrics, "best_val_accuracy": accuracy}, None)
             return
         best_accuracy = max(best_accuracy, accuracy)

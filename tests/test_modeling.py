@@ -1,3 +1,5 @@
+import json
+
 import pytest
 import torch
 
@@ -92,3 +94,50 @@ def test_real_checkpoint_path_loads_a_causal_lm_directory_and_pins_the_pad_token
     assert loaded_tokenizer.pad_token == loaded_tokenizer.eos_token
     assert model.model.config.pad_token_id == loaded_tokenizer.eos_token_id
     assert type(model.model).__name__ == "Qwen2ForSequenceClassification" and model.model.config.num_labels == 5
+
+
+CUSTOM_CODE = '''
+import os
+from pathlib import Path
+from transformers import AutoModel, Qwen2Config, Qwen2ForSequenceClassification, Qwen2Model
+
+Path(os.environ["CUSTOM_CODE_MARKER"]).write_text("ran")  # the test checks whether this ran
+
+
+class CustomConfig(Qwen2Config):
+    model_type = "custom-qwen2"
+
+
+class CustomModel(Qwen2ForSequenceClassification):
+    config_class = CustomConfig
+
+
+class CustomBackbone(Qwen2Model):
+    config_class = CustomConfig
+
+
+AutoModel.register(CustomConfig, CustomBackbone, exist_ok=True)  # the backbone the classifier builds
+'''
+
+
+def test_a_models_own_code_runs_only_with_trust_remote_code(tmp_path, monkeypatch):
+    marker = tmp_path / "custom_code_ran"
+    monkeypatch.setenv("CUSTOM_CODE_MARKER", str(marker))
+    tokenizer = tiny.tiny_tokenizer()
+    config = tiny.tiny_config("qwen2", tokenizer, num_labels=1)
+    directory = tmp_path / "Qwen2.5-0.5B-Instruct"
+    modeling.AutoModelForSequenceClassification.from_config(config).save_pretrained(directory)
+    tokenizer.save_pretrained(directory)
+    (directory / "custom.py").write_text(CUSTOM_CODE)
+    saved = json.loads((directory / "config.json").read_text())
+    saved["model_type"] = "custom-qwen2"  # no class in transformers: only the repository's code can load it
+    saved["auto_map"] = {"AutoConfig": "custom.CustomConfig",
+                         "AutoModelForSequenceClassification": "custom.CustomModel"}
+    (directory / "config.json").write_text(json.dumps(saved))
+    row = registry.model("Qwen2.5-0.5B-Instruct")
+
+    with pytest.raises(ValueError, match="trust_remote_code"):
+        modeling.load_reward_model(registry.model_spec(row, "full", tmp_path), "bt")
+    assert not marker.exists()
+    _, model = modeling.load_reward_model(registry.model_spec(row, "full", tmp_path, trust_remote_code=True), "bt")
+    assert type(model.model).__name__ == "CustomModel" and marker.exists()

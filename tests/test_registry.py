@@ -38,7 +38,7 @@ def test_unknown_names_suggest_the_nearest():
 
 def test_model_spec_sources(tmp_path):
     row = registry.model("gemma-2-2b-it")
-    assert registry.model_spec(row, "tiny") == {"source": "tiny", "architecture": "gemma2"}
+    assert registry.model_spec(row, "tiny") == {"source": "tiny", "architecture": "gemma2", "trust_remote_code": False}
     assert registry.model_spec(row, "full")["source"] == "google/gemma-2-2b-it"
     assert registry.model_spec(row, "full", tmp_path)["source"] == str(tmp_path / "gemma-2-2b-it")
 

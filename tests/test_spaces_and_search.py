@@ -4,7 +4,7 @@ import pytest
 import yaml
 from ray.tune.search import Searcher
 
-from rmsweep import spaces
+from rmsweep import spaces, sweep
 from rmsweep.sweep import PerModelSearcher
 
 
@@ -100,3 +100,17 @@ def test_a_resumed_grid_searcher_continues_the_interrupted_trials_and_never_repe
     points_of_a = [(c["lr"], c["epochs"]) for c in configs if c["model"] == "a"]
     everything = sorted((row["lr"], row["epochs"]) for row in finished) + sorted(points_of_a)
     assert sorted(everything) == sorted((x, e) for x in lr for e in epochs)  # each point once, over both runs
+
+
+def test_a_failed_trials_ledger_line_is_its_last_exception():
+    ray_train_error = (
+        "ray.exceptions.RayTaskError(WorkerGroupError): ray::run_trial() (pid=1, ip=10.0.0.1)\n"
+        "Training failed due to worker errors:\n[Rank 1 Error Snippet]:\nTraceback (most recent call last):\n"
+        '  File "rmsweep/train.py", line 160, in fit_reward_model\n    raise RuntimeError(out_of_memory) from error\n'
+        "RuntimeError: out of memory: gemma-2-9b-it, micro-batch 4 x up to 2048 tokens (global batch 128, "
+        "4 worker(s)) on cuda:1\n"
+    )
+    assert sweep.error_summary(ray_train_error) == (
+        "RuntimeError: out of memory: gemma-2-9b-it, micro-batch 4 x up to 2048 tokens (global batch 128, "
+        "4 worker(s)) on cuda:1")
+    assert sweep.error_summary("the worker's node died\nmore") == "the worker's node died"

@@ -39,9 +39,14 @@ def _outputs(run_dir):
     return pd.read_csv(run_dir / "trials.csv"), best
 
 
-def test_bradley_terry_sweep_of_a_family(local_ray, tmp_path):
+def test_bradley_terry_sweep_of_a_family(local_ray, tmp_path, monkeypatch, capfd):
+    secret = "hf_rmsweepTestTokenNeverWritten"
+    monkeypatch.setenv("HF_TOKEN", secret)
     status = run.main(["--family", "gemma2", "--scale", "tiny", "--num-samples", "2", "--storage", str(tmp_path)])
     assert status == 0
+    # The token is used from the environment only: in no output file, on neither stream.
+    assert not [path for path in tmp_path.rglob("*") if path.is_file() and secret.encode() in path.read_bytes()]
+    assert secret not in "".join(capfd.readouterr())
     run_dir = tmp_path / "gemma2-bt-tiny"
     trials, best = _outputs(run_dir)
     assert sorted(trials["model"].value_counts().to_dict().items()) == [("gemma-2-2b-it", 2), ("gemma-2-9b-it", 2)]
@@ -63,6 +68,7 @@ def test_bradley_terry_sweep_of_a_family(local_ray, tmp_path):
     assert list((run_dir / "tune").rglob("events.out.tfevents.*"))  # TensorBoard: tensorboard --logdir <run>/tune
     sweep = json.loads((run_dir / "sweep.json").read_text())
     assert sweep["seed"] == 0 and "ray" in sweep["versions"] and sweep["wall_seconds"] > 0
+    assert sweep["hf_token"] == "<redacted>"
     report = (run_dir / "report.md").read_text()
     assert "Best trial per base model" in report
     assert "### lr and epochs sensitivity per base model" in report and "![" in report

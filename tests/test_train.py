@@ -66,6 +66,34 @@ def test_a_diverging_trial_stops_at_once_and_says_so():
     assert all(0.0 <= m["val_accuracy"] <= 1.0 for m, _ in reports)
 
 
+def test_running_out_of_memory_stops_the_trial_and_names_model_and_batch(monkeypatch):
+    real_loss, calls = train._micro_batch_loss, []
+
+    def loss_until_memory_runs_out(*args):
+        calls.append(1)
+        if len(calls) > 40:  # 2 micro-batches per step: during step 21, after the first evaluation (16)
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        return real_loss(*args)
+
+    monkeypatch.setattr(train, "_micro_batch_loss", loss_until_memory_runs_out)
+    reports, _ = _fit()
+    metrics, checkpoint = reports[-1]
+    assert checkpoint is None and not metrics["diverged"]
+    assert metrics["out_of_memory"] == ("out of memory: gemma-2-2b-it, micro-batch 16 x up to 128 tokens "
+                                        "(global batch 32, 1 worker(s)) on cpu")
+    assert metrics["val_accuracy"] == reports[0][0]["best_val_accuracy"]  # its best so far, from step 16
+    assert [m["out_of_memory"] for m, _ in reports[:-1]] == [""]
+
+
+def test_other_runtime_errors_are_not_taken_for_out_of_memory(monkeypatch):
+    def broken(*args):
+        raise RuntimeError("shape mismatch")
+
+    monkeypatch.setattr(train, "_micro_batch_loss", broken)
+    with pytest.raises(RuntimeError, match="shape mismatch"):
+        _fit()
+
+
 def _gradients(model, config, tokenized, micro_batches):
     model.zero_grad()
     for micro_batch in micro_batches:
