@@ -84,16 +84,39 @@ def pad(sequences: list[list[int]], pad_id: int, device=None) -> tuple[torch.Ten
     return input_ids.to(device), attention_mask.to(device)
 
 
+def pack(sequences: list[list[int]], device=None) -> dict:
+    """Padding-free: the sequences end to end in one row, position ids restarting at each.
+
+    {input_ids (1, total), position_ids (1, total), last_tokens: each sequence's last index}. transformers finds
+    the sequence bounds from the position ids: flash-attention runs its varlen kernel on them, SDPA and eager
+    attention a block-diagonal mask, so no token attends across sequences.
+    """
+    lengths = torch.tensor([len(sequence) for sequence in sequences])
+    input_ids = torch.tensor([token for sequence in sequences for token in sequence])
+    position_ids = torch.cat([torch.arange(length) for length in lengths.tolist()])
+    return {"input_ids": input_ids[None].to(device), "position_ids": position_ids[None].to(device),
+            "last_tokens": (lengths.cumsum(0) - 1).to(device)}
+
+
+def sequence_lengths(tokenized: Tokenized) -> np.ndarray:
+    """Per row, the padded length it needs: its sequence's, or for a pair the longer side's."""
+    return np.array([max(map(len, row)) if isinstance(row, tuple) else len(row) for row in tokenized.sequences])
+
+
 def rank_micro_batches(num_examples: int, global_batch: int, micro_batch: int, rank: int, world_size: int,
-                       seed: int, epoch: int):
+                       seed: int, epoch: int, lengths: np.ndarray | None = None):
     """Yield, per optimizer step, this rank's micro-batches of example indices.
 
     Every rank shuffles with the same seed, takes its slice of each global batch, and splits it into
     micro-batches (gradient accumulation); an incomplete last global batch is dropped so that every step
-    sees exactly `global_batch` examples across ranks.
+    sees exactly `global_batch` examples across ranks. With `lengths`, the slice is sorted by length before
+    it is split: micro-batches of similar lengths need little padding, and the step's gradient (the sum over
+    the same examples) is unchanged.
     """
     order = np.random.default_rng([seed, epoch]).permutation(num_examples)
     per_rank = global_batch // world_size
     for start in range(0, num_examples - global_batch + 1, global_batch):
         mine = order[start + rank * per_rank: start + (rank + 1) * per_rank]
+        if lengths is not None:
+            mine = mine[np.argsort(lengths[mine], kind="stable")]
         yield [mine[i: i + micro_batch].tolist() for i in range(0, per_rank, micro_batch)]

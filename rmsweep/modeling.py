@@ -36,8 +36,13 @@ class RewardModel(torch.nn.Module):
         super().__init__()
         self.model = model
 
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        return rewards(self.model, input_ids, attention_mask)
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
+                position_ids: torch.Tensor | None = None, last_tokens: torch.Tensor | None = None) -> torch.Tensor:
+        """Padded rows (`datasets.pad`: input_ids, attention_mask) or one packed row (`datasets.pack`:
+        input_ids, position_ids, last_tokens)."""
+        if attention_mask is not None:
+            return rewards(self.model, input_ids, attention_mask)
+        return packed_rewards(self.model, input_ids, position_ids, last_tokens)
 
 
 def unwrap(model) -> RewardModel:
@@ -98,10 +103,25 @@ def rewards(model, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> tor
     Position ids count real tokens only, so left- and right-padded batches give the same rewards.
     """
     position_ids = (attention_mask.cumsum(-1) - 1).clamp(min=0)
-    hidden = model.base_model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids)
+    hidden = model.base_model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
+                              use_cache=False)  # scoring whole sequences: a KV cache would only cost memory
     last_real = attention_mask.shape[1] - 1 - attention_mask.flip(-1).argmax(-1)
     last_hidden = hidden.last_hidden_state[torch.arange(input_ids.shape[0], device=input_ids.device), last_real]
     return model.score(last_hidden)
+
+
+def packed_rewards(model, input_ids: torch.Tensor, position_ids: torch.Tensor,
+                   last_tokens: torch.Tensor) -> torch.Tensor:
+    """The head's outputs at the last token of each sequence packed in one row (`datasets.pack`)."""
+    # No KV cache: transformers looks for packed sequences only without one.
+    hidden = model.base_model(input_ids=input_ids, position_ids=position_ids, use_cache=False)
+    return model.score(hidden.last_hidden_state[0, last_tokens])
+
+
+def supports_padding_free(model) -> bool:
+    """Packing pays where attention runs per sequence (flash-attention's varlen kernels); SDPA and eager
+    attention would compute the whole packed row's block-diagonal mask instead."""
+    return unwrap(model).model.config._attn_implementation.startswith(("flash_attention", "kernels-community"))
 
 
 @torch.no_grad()

@@ -5,7 +5,8 @@
 - a cluster with GPUs: one GPU per worker, and as many workers as the model's training state needs:
   parameters x 16 bytes (fp32 weights and gradients, AdamW's two moments) x 1.25 (activations, buffers),
   divided by `--gpu-memory-gb`, rounded up to a power of two. When one GPU cannot hold that state the
-  workers shard it with FSDP; otherwise they replicate it with DDP.
+  workers shard it with FSDP; otherwise they replicate it with DDP. Gradient checkpointing (`auto`) is turned
+  on where that state takes more than half of each GPU, leaving less than half for activations.
 Tiny twins are sized as what they are (well under a million parameters), not as the model they stand in for.
 
 The cluster is what is running now plus, on an autoscaling cluster, every node type the autoscaler may
@@ -25,6 +26,7 @@ class Placement:
     cpus_per_worker: float
     gpus_per_worker: float
     strategy: str  # "ddp" (replicas) or "fsdp" (shards)
+    gradient_checkpointing: bool = False
 
     def need(self, resource: str) -> float:
         return self.workers * (self.gpus_per_worker if resource == "GPU" else self.cpus_per_worker)
@@ -35,14 +37,19 @@ class Placement:
 
 def gpus_for(params_b: float, gpu_memory_gb: float) -> int:
     """Fewest GPUs (a power of two) whose memory holds the full training state of a model this size."""
-    needed = params_b * 1e9 * TRAINING_BYTES_PER_PARAMETER * HEADROOM / (gpu_memory_gb * 2**30)
+    needed = training_state_gb(params_b) * HEADROOM / gpu_memory_gb
     return 2 ** max(0, math.ceil(math.log2(max(needed, 1))))
 
 
+def training_state_gb(params_b: float) -> float:
+    return params_b * 1e9 * TRAINING_BYTES_PER_PARAMETER / 2**30
+
+
 def plan(params_b: dict, *, workers: int | None, cpus_per_worker: float, gpus_per_worker: float | None,
-         strategy: str, gpu_memory_gb: float, cluster_has_gpus: bool) -> dict:
+         strategy: str, gpu_memory_gb: float, cluster_has_gpus: bool,
+         gradient_checkpointing: bool | None = None) -> dict:
     """Model name -> Placement. `params_b`: each model's parameters in billions (as trained: a tiny twin's own);
-    None for `workers` or `gpus_per_worker` means auto."""
+    None for `workers`, `gpus_per_worker` or `gradient_checkpointing` means auto."""
     if gpus_per_worker is None:
         gpus_per_worker = 1.0 if cluster_has_gpus else 0.0
     placements = {}
@@ -50,7 +57,10 @@ def plan(params_b: dict, *, workers: int | None, cpus_per_worker: float, gpus_pe
         needed = gpus_for(size, gpu_memory_gb) if gpus_per_worker else 1
         count = workers if workers is not None else needed
         chosen = strategy if strategy != "auto" else ("fsdp" if needed > 1 and count > 1 else "ddp")
-        placements[model] = Placement(count, cpus_per_worker, gpus_per_worker, chosen)
+        per_gpu_state_gb = training_state_gb(size) / (count if chosen == "fsdp" else 1)
+        checkpointing = (gradient_checkpointing if gradient_checkpointing is not None
+                         else bool(gpus_per_worker) and per_gpu_state_gb > gpu_memory_gb / 2)
+        placements[model] = Placement(count, cpus_per_worker, gpus_per_worker, chosen, checkpointing)
     return placements
 
 

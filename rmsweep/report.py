@@ -6,7 +6,8 @@ from rmsweep import analyses, scoring, storage
 BEST_COLUMNS = ["model", "size_group", "params_b", "best_lr", "best_epochs", "val_accuracy", "regression_weights",
                 *[column for columns in scoring.SCORE_COLUMNS.values() for column in columns.values()]]
 TRIAL_COLUMNS = ["model", "lr", "epochs", "status", "steps", "total_steps", "best_val_accuracy", "train_truncated",
-                 "train_dropped", "tokens_per_second", "gpus", "nodes", "wall_seconds", "error"]
+                 "train_dropped", "tokens_per_second", "startup_seconds", "eval_seconds", "ray_overhead_seconds", "gpus",
+                 "nodes", "wall_seconds", "error"]
 
 
 def _markdown(table: pd.DataFrame) -> str:
@@ -49,6 +50,19 @@ def render_selector(selector: dict) -> list[str]:
                     _markdown(pd.DataFrame(selector["ranking"]).head(10))]
 
 
+def spending_per_model(trials: pd.DataFrame) -> pd.DataFrame:
+    """What each base model cost: trials, trial-steps, GPU-hours; and where a median trial's time went."""
+    per_model = trials.assign(gpu_hours=trials["wall_seconds"] * trials["gpus"] / 3600).groupby("model")
+    return pd.DataFrame({
+        "trials": per_model.size(), "trial_steps": per_model["steps"].sum(), "gpu_hours": per_model["gpu_hours"].sum(),
+        "median_wall_seconds": per_model["wall_seconds"].median(),
+        "median_startup_seconds": per_model["startup_seconds"].median(),
+        "median_eval_seconds": per_model["eval_seconds"].median(),
+        "median_ray_overhead_seconds": per_model["ray_overhead_seconds"].median(),
+        "median_tokens_per_second": per_model["tokens_per_second"].median(),
+    }).reset_index()
+
+
 def best_columns(best: pd.DataFrame) -> list[str]:
     """The columns of BEST_COLUMNS a best_per_model table has (its benchmarks' scores, regression weights)."""
     return [column for column in BEST_COLUMNS if column in best.columns]
@@ -72,6 +86,14 @@ def write_report(run_dir: storage.Location, sweep: dict, trials: pd.DataFrame, b
         "## Best trial per base model",
         "",
         _markdown(best[best_columns(best)]),
+        "",
+        "## Budget and time per base model",
+        "",
+        _markdown(spending_per_model(trials.reindex(columns=TRIAL_COLUMNS))),
+        "",
+        "`startup_seconds`: loading the model and data and wrapping it for its workers, inside the trial; "
+        "`eval_seconds`: validation scoring, all evaluations; `ray_overhead_seconds`: the trial's wall time outside "
+        "its training loop (Ray Train's worker-group start and teardown, scheduling).",
         "",
         "## Selector",
         "",

@@ -28,6 +28,7 @@ SAMPLERS = ("tpe", "grid")
 WEIGHT_CHOICES = ("search", *scoring.PUBLISHED_WEIGHTS)
 DEFAULT_TPE_SAMPLES = 4
 WORKER_GROUP_START_TIMEOUT_S = "1800"
+ON_OFF_AUTO = {"on": True, "off": False, "auto": "auto"}
 OUTPUTS = ("trials.csv", "best_per_model.csv", "selector.json", "report.md", "scores/", "sweep.json")
 
 
@@ -141,6 +142,16 @@ def parse_args(argv=None) -> argparse.Namespace:
         "--strategy", choices=placement.STRATEGIES, default="auto",
         help="how a trial's workers split the model: ddp (each holds it all), fsdp (each holds a shard); "
         "auto: fsdp where one GPU cannot hold the training state (default: auto)",
+    )
+    parser.add_argument(
+        "--padding-free", choices=("auto", "on", "off"), default="auto",
+        help="pack each micro-batch's sequences in one row instead of padding them; auto: where attention runs "
+        "per packed sequence (flash-attention), else length-grouped padded micro-batches (default: auto)",
+    )
+    parser.add_argument(
+        "--gradient-checkpointing", choices=("auto", "on", "off"), default="auto",
+        help="recompute activations in the backward pass (less memory, about a third more compute); auto: where "
+        "the training state takes more than half of each GPU (default: auto)",
     )
     parser.add_argument(
         "--gpu-memory-gb", metavar="GB", type=float, default=80.0,
@@ -292,6 +303,8 @@ def resolve(args: argparse.Namespace) -> tuple[dict, spaces.SearchSpace, storage
         "gpu_memory_gb": args.gpu_memory_gb,
         "max_failures": args.max_failures,
         "keep_checkpoints": args.keep_checkpoints,
+        "padding_free": ON_OFF_AUTO[args.padding_free],
+        "gradient_checkpointing": ON_OFF_AUTO[args.gradient_checkpointing],
         # What the auto placement sizes: a tiny twin has well under a million parameters, whatever it stands for.
         "params_b": {row["name"]: 0.0 if args.scale == "tiny" else float(row["params_b"])
                      for _, row in members.iterrows()},
@@ -322,6 +335,8 @@ def place_trials(settings: dict, run_root: storage.Location) -> dict:
         settings["params_b"], workers=settings["workers_per_trial"], cpus_per_worker=settings["cpus_per_worker"],
         gpus_per_worker=settings["gpus_per_worker"], strategy=settings["strategy"],
         gpu_memory_gb=settings["gpu_memory_gb"], cluster_has_gpus=totals.get("GPU", 0) > 0,
+        gradient_checkpointing=None if settings["gradient_checkpointing"] == "auto"
+        else settings["gradient_checkpointing"],
     )
     problem = placement.unplaceable(placements, shapes, totals)
     if problem:
@@ -414,7 +429,8 @@ def main(argv=None) -> int:
         return 2
     for model, chosen in settings["placements"].items():
         print(f"  {model}: {chosen['workers']} worker(s) x {chosen['cpus_per_worker']:g} CPU "
-              f"{chosen['gpus_per_worker']:g} GPU, {chosen['strategy']}", flush=True)
+              f"{chosen['gpus_per_worker']:g} GPU, {chosen['strategy']}"
+              + (", gradient checkpointing" if chosen["gradient_checkpointing"] else ""), flush=True)
 
     if args.resume:
         record = json.loads(run_dir.read_text("sweep.json"))

@@ -169,7 +169,8 @@ def run_trial(config: dict, settings: dict) -> None:
         "reward_centering": settings["reward_centering"], "lr": config["lr"], "epochs": config["epochs"],
         "seed": settings["seed"], "regression_weights": settings["validation_weights"], "data": settings["data_ref"],
         "strategy": placement["strategy"], "token_cache": settings["token_cache"],
-        "data_fingerprints": settings["data_fingerprints"],
+        "data_fingerprints": settings["data_fingerprints"], "padding_free": settings["padding_free"],
+        "length_grouping": True, "gradient_checkpointing": placement["gradient_checkpointing"],
     }
     # The trial driver's token CPU comes out of its workers' share: a trial reserves workers x cpus-per-worker.
     workers = placement["workers"]
@@ -216,19 +217,25 @@ class LedgerCallback(tune.Callback):
     def _new_state() -> dict:
         return {"started": time.time(), "best": float("nan"), "checkpoint": None, "step": 0, "total_steps": None,
                 "train_truncated": None, "train_dropped": None, "diverged": False, "out_of_memory": "",
-                "nodes": None, "tokens_per_second": None}
+                "nodes": None, "tokens_per_second": None, "startup_seconds": None, "eval_seconds": None,
+                "loop_seconds": None}
 
     def _row(self, trial, status: str, error: str = "") -> dict:
         state = self._trials.get(trial.trial_id) or self._new_state()  # e.g. failed before it started
         placement = self._placements[trial.config["model"]]
         stopped_early = status == "stopped_early"
+        wall_seconds = time.time() - state["started"]
         return {
             "trial_id": trial.config.get("resume_trial_id", trial.trial_id), "model": trial.config["model"],
             "lr": trial.config["lr"], "epochs": trial.config["epochs"], "status": status,
             "stopped_early": stopped_early,
             "steps": state["step"], "total_steps": state["total_steps"], "best_val_accuracy": state["best"],
-            "wall_seconds": round(time.time() - state["started"], 1), "train_truncated": state["train_truncated"],
+            "wall_seconds": round(wall_seconds, 1), "train_truncated": state["train_truncated"],
             "train_dropped": state["train_dropped"], "tokens_per_second": state["tokens_per_second"],
+            "startup_seconds": state["startup_seconds"], "eval_seconds": state["eval_seconds"],
+            # Worker-group start and teardown, reports: the trial's time outside its training loop.
+            "ray_overhead_seconds": None if state["loop_seconds"] is None or status == "running"
+            else round(wall_seconds - state["loop_seconds"], 1),
             "nodes": state["nodes"], "gpus": placement["workers"] * placement["gpus_per_worker"],
             "checkpoint": state["checkpoint"], "error": error,
         }
@@ -250,6 +257,8 @@ class LedgerCallback(tune.Callback):
         state["diverged"], state["out_of_memory"], state["nodes"] = (result["diverged"], result["out_of_memory"],
                                                                      result["nodes"])
         state["tokens_per_second"] = round(result["tokens_per_second"], 1)
+        for key in ("startup_seconds", "eval_seconds", "loop_seconds"):
+            state[key] = round(result[key], 2)
         # The trial's best checkpoint, as Ray Train keeps it: on equal scores, the later one.
         if result.get(CHECKPOINT_PATH_KEY) and not result[METRIC] < state["best"]:  # not <: NaN at first
             state["checkpoint"] = self._checkpoints.address_of(result[CHECKPOINT_PATH_KEY])

@@ -239,6 +239,32 @@ def ratings(pairs: list[dict]) -> list[dict]:
     ]
 
 
+def long_tailed_pairs(count: int, seed: int, max_tokens: int = 2000) -> list[dict]:
+    """Pairs whose lengths spread like HelpSteer2's (for benchmarks): prompt and response lengths drawn
+    log-normal (medians 60 and 300 words, long right tails), each text at most `max_tokens` words, one word a
+    tiny-tokenizer token. The chosen response carries `accurate` markers where the rejected one carries
+    `mistaken`, one per 50 words, at random places among filler and topic words."""
+    rng = np.random.default_rng(seed)
+    words = np.array(FILLER + TOPICS)
+
+    def text(length: int, marker: str | None = None) -> str:
+        tokens = rng.choice(words, size=length)
+        if marker:
+            tokens[rng.choice(length, size=max(1, length // 50), replace=False)] = marker
+        return " ".join(tokens)
+
+    def length(median: float, sigma: float, most: int) -> int:
+        return int(np.clip(rng.lognormal(np.log(median), sigma), 4, most))
+
+    rows = []
+    for _ in range(count):
+        prompt = f"please {rng.choice(ASKS)} {text(length(60, 1.0, max_tokens // 2))}"
+        room = max_tokens - len(prompt.split())
+        rows.append({"prompt": prompt, "chosen": text(length(300, 0.9, room), "accurate"),
+                     "rejected": text(length(300, 0.9, room), "mistaken"), "strength": 1})
+    return rows
+
+
 TRAIN_PAIRS = 2048
 
 

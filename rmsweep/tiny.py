@@ -45,10 +45,11 @@ def tiny_tokenizer() -> PreTrainedTokenizerFast:
     )
 
 
-def tiny_config(architecture: str, tokenizer: PreTrainedTokenizerFast, num_labels: int):
+def tiny_config(architecture: str, tokenizer: PreTrainedTokenizerFast, num_labels: int, **sizes):
+    """`sizes` override COMMON's (the benchmarks use a wider, deeper model)."""
     model_type, extra = ARCHITECTURES[architecture]
     return AutoConfig.for_model(
-        model_type, **{**COMMON, **extra}, vocab_size=len(tokenizer), num_labels=num_labels,
+        model_type, **{**COMMON, **extra, **sizes}, vocab_size=len(tokenizer), num_labels=num_labels,
         pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.bos_token_id,
         eos_token_id=tokenizer.eos_token_id,
     )

@@ -8,6 +8,10 @@ workers and gradient-accumulation micro-batches, evaluation on the validation pa
 steps, each with a checkpoint: the model, plus the optimizer, schedule, step and RNG state in
 `trainer_state.pt`, so that a trial whose worker dies resumes at its last evaluation (Ray Train restarts the
 worker group and hands the loop its latest checkpoint). Ray Train keeps the best checkpoint and the latest.
+
+Speed (README, Performance): chosen and rejected in one forward pass; each step's examples sorted by length
+before they are split into micro-batches (less padding, the same gradient); padding-free packed rows where
+attention supports them; bf16 autocast and fused AdamW on a GPU; gradient checkpointing when asked for.
 A non-finite loss on any rank stops the trial at once with `diverged` set in its last report. Running out of
 memory stops a one-worker trial the same way, `out_of_memory` naming the model and batch; with several workers
 it raises that message (the other ranks wait in a collective, so Ray Train must end the group).
@@ -42,16 +46,25 @@ def _scalar_weights(config: dict) -> list | None:
     return config["regression_weights"] if config["rm_type"] == "regression" else None
 
 
-def _micro_batch_loss(model, config: dict, tokenized: datasets.Tokenized, indices: list[int], pad_id: int, device):
+def _forward(model, sequences: list, pad_id: int, device, padding_free: bool) -> torch.Tensor:
+    """Rewards of token-id sequences in one forward pass: packed in one row, or right-padded; in bf16 on a GPU
+    (the weights and optimizer stay fp32)."""
+    batch = datasets.pack(sequences, device) if padding_free else dict(zip(
+        ("input_ids", "attention_mask"), datasets.pad(sequences, pad_id, device)))
+    with torch.autocast("cuda", dtype=torch.bfloat16, enabled=torch.device(device).type == "cuda"):
+        return model(**batch).float()
+
+
+def _micro_batch_loss(model, config: dict, tokenized: datasets.Tokenized, indices: list[int], pad_id: int, device,
+                      padding_free: bool = False):
     """The RM type's loss on one micro-batch: regression (MSE on ratings), BT, or BNRM (BT + KL)."""
     if config["rm_type"] == "regression":
-        input_ids, attention_mask = datasets.pad([tokenized.sequences[i] for i in indices], pad_id, device)
+        outputs = _forward(model, [tokenized.sequences[i] for i in indices], pad_id, device, padding_free)
         targets = torch.tensor([tokenized.targets[i] for i in indices], dtype=torch.float32, device=device)
-        return losses.regression_loss(model(input_ids, attention_mask), targets)
+        return losses.regression_loss(outputs, targets)
     chosen = [tokenized.sequences[i][0] for i in indices]
     rejected = [tokenized.sequences[i][1] for i in indices]
-    input_ids, attention_mask = datasets.pad(chosen + rejected, pad_id, device)  # one forward pass for both
-    scores = model(input_ids, attention_mask)[:, 0]
+    scores = _forward(model, chosen + rejected, pad_id, device, padding_free)[:, 0]  # one forward pass for both
     margins = torch.tensor([tokenized.targets[i] for i in indices], dtype=scores.dtype, device=device)
     loss = losses.bradley_terry_loss(scores[: len(indices)], scores[len(indices):], margins,
                                      config["bt_variant"], config["reward_centering"])
@@ -87,6 +100,7 @@ def fit_reward_model(config: dict, report, rank: int = 0, world_size: int = 1, d
                      prepare_model=lambda model: model, resume_from: Path | None = None) -> None:
     """Train one reward model; `report(metrics, checkpoint_dir_or_None)` is called at every evaluation (rank 0
     passes the checkpoint). `resume_from`: a checkpoint of this trial to continue from."""
+    started = time.perf_counter()
     rm_type = config["rm_type"]
     if world_size > 1:
         gathered = [None] * world_size
@@ -108,11 +122,17 @@ def fit_reward_model(config: dict, report, rank: int = 0, world_size: int = 1, d
     validation = token_cache.load_or_tokenize(
         cache, {**key, "data": config["data_fingerprints"]["validation"], "as": "tokenize_pairs"},
         lambda: datasets.tokenize_pairs(tokenizer, records["validation"], config["max_length"]))
+    if config["gradient_checkpointing"]:  # recompute activations in backward: less memory, ~1/3 more compute
+        model.model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    # Padding-free where attention runs per packed sequence (else length-grouped padded micro-batches).
+    padding_free = (modeling.supports_padding_free(model) if config["padding_free"] == "auto"
+                    else config["padding_free"])
+    lengths = datasets.sequence_lengths(train) if config["length_grouping"] else None
     model = prepare_model(model.to(device))
     pad_id, weights = tokenizer.pad_token_id, _scalar_weights(config)
 
-    # Optimizer and schedule: linear warmup, then constant.
-    optimizer = torch.optim.AdamW(model.parameters(), lr=config["lr"])
+    # Optimizer and schedule: linear warmup, then constant. One fused kernel per step on a GPU.
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config["lr"], fused=torch.device(device).type == "cuda")
     warmup = max(1, config["warmup_steps"])
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: min(1.0, (step + 1) / warmup))
     steps_per_epoch = len(train.sequences) // config["global_batch_size"]
@@ -137,11 +157,12 @@ def fit_reward_model(config: dict, report, rank: int = 0, world_size: int = 1, d
         report({**metrics, "resumed_from_step": step}, resume_from if rank == 0 else None)
         return
     tokens, training_seconds = 0, 0.0  # since the last evaluation, for throughput
+    startup_seconds, eval_seconds = time.perf_counter() - started, 0.0  # loading, tokenizing, wrapping; scoring
     # Every step of every epoch in order (the order is fixed by the seed); a resumed trial skips those done.
     all_steps = ((epoch, micro_batches) for epoch in range(config["epochs"])
                  for micro_batches in datasets.rank_micro_batches(
                      len(train.sequences), config["global_batch_size"], config["micro_batch_size"], rank, world_size,
-                     config["seed"], epoch))
+                     config["seed"], epoch, lengths))
     for epoch, micro_batches in itertools.islice(all_steps, step, None):
         step_started = time.perf_counter()
         model.train()
@@ -150,7 +171,8 @@ def fit_reward_model(config: dict, report, rank: int = 0, world_size: int = 1, d
             for index, micro_batch in enumerate(micro_batches):
                 # Gradients are reduced across ranks once per step, on its last micro-batch.
                 with distributed.gradient_sync(model, enabled=index == len(micro_batches) - 1):
-                    loss = _micro_batch_loss(model, config, train, micro_batch, pad_id, device) / accumulation
+                    loss = _micro_batch_loss(model, config, train, micro_batch, pad_id, device,
+                                             padding_free) / accumulation
                     loss.backward()
                 recent_losses.append(loss.item() * accumulation)
                 tokens += _tokens(train, micro_batch)
@@ -176,8 +198,10 @@ def fit_reward_model(config: dict, report, rank: int = 0, world_size: int = 1, d
         if step % config["eval_every"] and step != total_steps and not stopped:
             continue
         # A diverged model is not evaluated: its scores are NaN. A stopped trial reports its best so far and ends.
+        eval_started = time.perf_counter()
         accuracy = (max(best_accuracy, 0.0) if stopped else
                     _validation_accuracy(model, validation, pad_id, device, rank, world_size, weights))
+        eval_seconds += time.perf_counter() - eval_started
         all_tokens = distributed.sum_across_ranks(tokens)[0]
         metrics = {
             "step": step, "total_steps": total_steps, "epoch": epoch + 1, "val_accuracy": accuracy,
@@ -185,6 +209,8 @@ def fit_reward_model(config: dict, report, rank: int = 0, world_size: int = 1, d
             "train_truncated": train.truncated, "train_dropped": train.dropped,
             "validation_dropped": validation.dropped, "diverged": diverged, "out_of_memory": out_of_memory,
             "tokens_per_second": all_tokens / training_seconds, "resumed_from_step": resumed_from_step,
+            "startup_seconds": startup_seconds, "eval_seconds": eval_seconds, "padding_free": padding_free,
+            "loop_seconds": time.perf_counter() - started,  # the trial's wall time less this is Ray's overhead
         }
         recent_losses, tokens, training_seconds = [], 0, 0.0
         if stopped:

@@ -141,3 +141,14 @@ def test_a_models_own_code_runs_only_with_trust_remote_code(tmp_path, monkeypatc
     assert not marker.exists()
     _, model = modeling.load_reward_model(registry.model_spec(row, "full", tmp_path, trust_remote_code=True), "bt")
     assert type(model.model).__name__ == "CustomModel" and marker.exists()
+
+
+@pytest.mark.parametrize("architecture", tiny.ARCHITECTURES)
+def test_packed_sequences_get_the_rewards_of_padded_ones(architecture):
+    _, model = modeling.load_reward_model({"source": "tiny", "architecture": architecture}, "regression")
+    model.eval()
+    sequences = [[5, 6, 7, 8, 9, 10, 11], [12, 13], [14, 15, 16, 17]]
+    with torch.no_grad():
+        padded = model(*datasets.pad(sequences, pad_id=0))
+        packed = model(**datasets.pack(sequences))
+    torch.testing.assert_close(packed, padded, atol=1e-5, rtol=1e-4)

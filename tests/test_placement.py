@@ -17,8 +17,11 @@ def test_auto_gives_small_models_one_gpu_and_shards_large_ones():
     plans = _plan({"small": 2.6, "mid": 3.8, "large": 9.2})
     # 2.6B x 16 bytes x 1.25 = 48 GiB fits one 80 GB GPU; 3.8B needs 71 GiB, still one; 9.2B needs 171 GiB: 4.
     assert plans["small"] == placement.Placement(1, 1.0, 1.0, "ddp")
-    assert plans["mid"] == placement.Placement(1, 1.0, 1.0, "ddp")
+    # 3.8B's weights, gradients and AdamW state (57 GiB) leave less than half the GPU for activations: the
+    # activations are recomputed in backward instead of kept (gradient checkpointing); a 4-way shard of 9.2B is 34.
+    assert plans["mid"] == placement.Placement(1, 1.0, 1.0, "ddp", gradient_checkpointing=True)
     assert plans["large"] == placement.Placement(4, 1.0, 1.0, "fsdp")
+    assert not _plan({"mid": 3.8}, gradient_checkpointing=False)["mid"].gradient_checkpointing
     assert _plan({"large": 9.2}, gpu_memory_gb=24)["large"].workers == 8
 
 
@@ -29,7 +32,7 @@ def test_auto_on_a_cluster_without_gpus_is_one_cpu_worker():
 def test_given_counts_are_kept_and_strategy_follows_memory():
     plans = _plan({"small": 1.0, "large": 9.2}, workers=2)
     assert plans["small"] == placement.Placement(2, 1.0, 1.0, "ddp")  # fits one GPU: replicas
-    assert plans["large"] == placement.Placement(2, 1.0, 1.0, "fsdp")  # does not: shards
+    assert plans["large"] == placement.Placement(2, 1.0, 1.0, "fsdp", True)  # does not: shards, 69 GiB each
     assert _plan({"small": 1.0}, workers=2, strategy="fsdp")["small"].strategy == "fsdp"
 
 

@@ -2,6 +2,7 @@ import os
 import shutil
 import socket
 
+import numpy as np
 import pytest
 import torch
 import torch.distributed as dist
@@ -14,7 +15,8 @@ CONFIG = dict(model="gemma-2-2b-it", model_spec={"source": "tiny", "architecture
               bt_variant="plain", reward_centering=0.0, lr=1e-3, epochs=1, global_batch_size=32,
               micro_batch_size=16, warmup_steps=20, eval_every=16, max_length=128, seed=0,
               regression_weights=[0.30, 0.74, 0.46, 0.47, -0.33], strategy="ddp", token_cache=None,
-              data_fingerprints={"train": "t", "validation": "v"})
+              data_fingerprints={"train": "t", "validation": "v"}, padding_free=False, length_grouping=True,
+              gradient_checkpointing=False)
 DATA = {rm_type: sources.builtin(rm_type) for rm_type in ("bt", "regression")}
 
 
@@ -94,12 +96,47 @@ def test_other_runtime_errors_are_not_taken_for_out_of_memory(monkeypatch):
         _fit()
 
 
-def _gradients(model, config, tokenized, micro_batches):
+def _gradients(model, config, tokenized, micro_batches, padding_free=False):
     model.zero_grad()
     for micro_batch in micro_batches:
-        loss = train._micro_batch_loss(model, config, tokenized, micro_batch, 0, "cpu") / len(micro_batches)
-        loss.backward()
+        loss = train._micro_batch_loss(model, config, tokenized, micro_batch, 0, "cpu", padding_free)
+        (loss / len(micro_batches)).backward()
     return {name: p.grad.clone() for name, p in model.named_parameters()}
+
+
+@pytest.mark.parametrize("rm_type", ["bt", "regression"])
+def test_packed_micro_batches_give_the_gradient_of_padded_ones(rm_type):
+    torch.manual_seed(0)
+    tokenizer, model = modeling.load_reward_model(CONFIG["model_spec"], rm_type)
+    tokenize = datasets.tokenize_ratings if rm_type == "regression" else datasets.tokenize_pairs
+    rows = tokenize(tokenizer, DATA[rm_type].train[:8], 128)
+    config = {**CONFIG, "rm_type": rm_type}
+    padded = _gradients(model, config, rows, [list(range(8))])
+    packed = _gradients(model, config, rows, [list(range(8))], padding_free=True)
+    for name in padded:
+        torch.testing.assert_close(packed[name], padded[name], rtol=1e-3, atol=1e-6)
+
+
+def test_length_grouping_sorts_within_each_step_and_keeps_its_examples():
+    lengths = np.random.default_rng(1).integers(10, 2000, size=64)
+    grouped = list(datasets.rank_micro_batches(64, 16, 4, 0, 1, seed=0, epoch=0, lengths=lengths))
+    plain = list(datasets.rank_micro_batches(64, 16, 4, 0, 1, seed=0, epoch=0))
+    for step_grouped, step_plain in zip(grouped, plain):
+        assert sorted(sum(step_grouped, [])) == sorted(sum(step_plain, []))  # the same examples, so the same gradient
+        flat = [lengths[i] for micro in step_grouped for i in micro]
+        assert flat == sorted(flat)
+
+    def padded_tokens(steps):
+        return sum(len(micro) * max(lengths[micro]) for step in steps for micro in step)
+    assert padded_tokens(grouped) < 0.8 * padded_tokens(plain)
+
+
+def test_a_padding_free_trial_learns_like_a_padded_one():
+    padded, _ = _fit()
+    packed, _ = _fit(padding_free=True)
+    assert packed[-1][0]["padding_free"] and not padded[-1][0]["padding_free"]
+    assert abs(packed[-1][0]["val_accuracy"] - padded[-1][0]["val_accuracy"]) <= 0.02
+    assert all(m["startup_seconds"] > 0 and m["eval_seconds"] > 0 for m, _ in packed)
 
 
 def test_batch_8_equals_8_micro_batches_of_1():
