@@ -173,9 +173,7 @@ class Aggregator:
             training = registry.with_results(best_per_model, sections.values())
             fitted_on = f"this sweep's best checkpoints ({sections['overall']} score)"
         else:
-            # The paper published BT and regression RMs; a BNRM is a Bradley-Terry RM with another head.
-            published = self._sweep["rm_type"] if self._sweep["rm_type"] in registry.PAPER_SCORE_PREFIXES else "bt"
-            sections = registry.paper_score_columns(published)
+            sections = registry.nearest_published_columns(self._sweep["rm_type"])
             training = table.dropna(subset=[sections["overall"]])
             fitted_on = (f"the paper's published RewardBench results ({sections['overall']}): this sweep has "
                          f"fewer than {selector.MIN_MODELS} models")

@@ -53,15 +53,18 @@ def unwrap(model) -> RewardModel:
 def load_reward_model(model_spec: dict, rm_type: str):
     """(tokenizer, RewardModel) for a registry row resolved by `registry.model_spec`, with the RM type's head.
 
-    `source` is `tiny` (random weights of the row's architecture) or a hub id / local directory. Weights are
+    `source` is `tiny` (random weights of the row's architecture, drawn from `twin_seed`; `sizes` may override
+    the tiny config's) or a hub id / local directory. Weights are
     read from safetensors only (a pickle can run code); the repository's own code runs only if
     `trust_remote_code` is set.
     """
     num_outputs = RM_OUTPUTS[rm_type]
     if model_spec["source"] == "tiny":
         tokenizer = tiny.tiny_tokenizer()
-        config = tiny.tiny_config(model_spec["architecture"], tokenizer, num_outputs)
-        model = AutoModelForSequenceClassification.from_config(config)
+        config = tiny.tiny_config(model_spec["architecture"], tokenizer, num_outputs, **model_spec.get("sizes", {}))
+        with torch.random.fork_rng():  # the twin's own weights; the trial's seed still orders data and noise
+            torch.manual_seed(model_spec.get("twin_seed", 0))
+            model = AutoModelForSequenceClassification.from_config(config)
     else:
         trust_remote_code = model_spec.get("trust_remote_code", False)
         tokenizer = AutoTokenizer.from_pretrained(model_spec["source"], trust_remote_code=trust_remote_code)

@@ -3,6 +3,7 @@
 `data/models.csv` is built from the shared reference by `scripts/build_models_csv.py`.
 """
 import difflib
+import zlib
 from functools import cache
 from importlib import resources
 from pathlib import Path
@@ -65,6 +66,11 @@ def paper_score_columns(rm_type: str) -> dict:
             "Reasoning": f"{prefix}_reasoning", "overall": f"{prefix}_score"}
 
 
+def nearest_published_columns(rm_type: str) -> dict:
+    """The paper's score columns for an RM type: its own, or BT's for a BNRM (a BT RM with another head)."""
+    return paper_score_columns(rm_type if rm_type in PAPER_SCORE_PREFIXES else "bt")
+
+
 def with_results(results: pd.DataFrame, columns) -> pd.DataFrame:
     """Registry rows of the models named in a results table's `model` column, with its `columns` added.
 
@@ -77,9 +83,10 @@ def with_results(results: pd.DataFrame, columns) -> pd.DataFrame:
 def model_spec(row: pd.Series, scale: str, model_dir: Path | None = None, trust_remote_code: bool = False) -> dict:
     """Where a model's weights come from: its tiny twin, a local directory, or the hub id; and whether its
     repository's own modeling code may run (only when the user passed --trust-remote-code)."""
-    if scale == "tiny":
-        source = "tiny"
-    elif model_dir is not None:
+    if scale == "tiny":  # its weights fixed by its name, as a real checkpoint's are: twins of one architecture differ
+        return {"source": "tiny", "architecture": row["architecture"], "twin_seed": zlib.crc32(row["name"].encode()),
+                "trust_remote_code": False}
+    if model_dir is not None:
         source = str(Path(model_dir) / row["name"])
     else:
         source = row["hf_id"]

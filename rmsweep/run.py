@@ -112,6 +112,12 @@ def parse_args(argv=None) -> argparse.Namespace:
         "safetensors only, either way",
     )
     parser.add_argument(
+        "--budget", metavar="STEPS", type=int,
+        help="budget-aware sweep: spend at most STEPS trial-steps (optimizer steps summed over trials) with "
+        "successive halving over base models, seeded by the selector's predictions, so that unpromising models "
+        "get fewer trials (default: off, --num-samples trials per model)",
+    )
+    parser.add_argument(
         "--data-dir", metavar="DIR", type=Path,
         help="read each dataset from DIR/<source> (a folder or a .jsonl/.json/.parquet/.csv file in the hub "
         "schema) instead of the hub, e.g. DIR/helpsteer2-preference.jsonl",
@@ -246,6 +252,12 @@ def resolve(args: argparse.Namespace) -> tuple[dict, spaces.SearchSpace, storage
     ):
         if value is not None and value <= 0:
             raise UsageError(f"{flag} must be positive, got {value}")
+    if args.budget is not None and args.budget <= 0:
+        raise UsageError(f"--budget must be positive, got {args.budget}")
+    if args.budget and args.num_samples is not None:
+        raise UsageError("--budget decides how many trials each model gets: drop --num-samples")
+    if args.budget and args.resume:
+        raise UsageError("--resume does not continue a --budget sweep yet: start it again under a new --name")
     if args.max_failures < 0:
         raise UsageError(f"--max-failures must be >= 0, got {args.max_failures}")
     if args.gpus_per_worker is not None and args.gpus_per_worker < 0:
@@ -302,6 +314,8 @@ def resolve(args: argparse.Namespace) -> tuple[dict, spaces.SearchSpace, storage
         "strategy": args.strategy,
         "gpu_memory_gb": args.gpu_memory_gb,
         "max_failures": args.max_failures,
+        "budget_steps": args.budget,
+        "priors": budget_priors(list(specs), args.rm_type) if args.budget else None,
         "keep_checkpoints": args.keep_checkpoints,
         "padding_free": ON_OFF_AUTO[args.padding_free],
         "gradient_checkpointing": ON_OFF_AUTO[args.gradient_checkpointing],
@@ -315,6 +329,15 @@ def resolve(args: argparse.Namespace) -> tuple[dict, spaces.SearchSpace, storage
         else [entry["source"] for entry in data_spec["eval"]],
     }
     return settings, space, run_dir
+
+
+def budget_priors(names: list[str], rm_type: str) -> dict:
+    """Each model's RewardBench score as the selector predicts it from the paper's published results: the order
+    in which a budget-aware sweep favours them."""
+    from rmsweep import selector
+
+    return selector.predicted_quality(registry.models(), registry.nearest_published_columns(rm_type)["overall"],
+                                      names)
 
 
 def check_batch_split(training: dict, workers: int, where) -> None:
@@ -356,7 +379,7 @@ def place_trials(settings: dict, run_root: storage.Location) -> dict:
 # What must not change between a sweep and its --resume (the data's fingerprints included).
 RESUME_KEYS = ("family", "rm_type", "bt_variant", "reward_centering", "regression_weights", "scale", "seed",
                "model_specs", "sampler", "samples_per_model", "training", "search_space", "data_spec",
-               "data_fingerprints")
+               "data_fingerprints", "budget_steps")
 
 
 def resume_ledger(run_dir: storage.Location, settings: dict) -> list[dict]:

@@ -159,3 +159,18 @@ def mean_coverage(curve: dict, ks=range(5, 11)) -> float:
     """Average coverage over k = 5..10, the span of the paper's headline claim."""
     values = [curve[k] for k in ks if k in curve]
     return float(np.mean(values)) if values else float("nan")
+
+
+def predicted_quality(table: pd.DataFrame, target: str, names: list[str], seed: int = 0) -> dict:
+    """Each named model's `target` as predicted from its widely known cheap features (a prior for the budget-aware
+    sweep): out-of-fold for models `table` has a score for (their own score never predicts them), the full fit
+    for the others; the median prediction for a model lacking a feature."""
+    features, _ = widely_known(table)
+    known = table.dropna(subset=[target, *features]).set_index("name")
+    predictions = out_of_fold_predictions(known[features], known[target], seed=seed)
+    pipeline, _ = fit_model(known[features], known[target], seed=seed)
+    others = table[~table["name"].isin(known.index)].dropna(subset=features).set_index("name")
+    if len(others):
+        predictions = pd.concat([predictions, pd.Series(pipeline.predict(others[features]), index=others.index)])
+    median = float(predictions.median())
+    return {name: float(predictions.get(name, median)) for name in names}

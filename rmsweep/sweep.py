@@ -10,6 +10,7 @@
 - `LedgerCallback` sends each trial's progress, and each finished trial, to the aggregator actor;
   Tune's TensorBoard logger writes every trial's metrics under <run>/tune.
 """
+import math
 import pickle
 import re
 import time
@@ -37,8 +38,88 @@ optuna.logging.set_verbosity(optuna.logging.WARNING)  # one line per study creat
 TRIAL_DRIVER_CPUS = 0.01  # the trial function only waits on its worker group; Tune refuses a zero request
 
 
+class EvenAllocation:
+    """`samples_per_model` trials for every base model, handed out round-robin."""
+
+    def __init__(self, models: list[str], samples_per_model: int):
+        self._models, self._samples_per_model = models, samples_per_model
+
+    def assign(self, trial_id: str, suggested: Counter):
+        open_models = [m for m in self._models if suggested[m] < self._samples_per_model]
+        return min(open_models, key=lambda m: suggested[m]) if open_models else Searcher.FINISHED
+
+    def on_result(self, trial_id: str, result: dict) -> None:
+        pass  # the count of trials per model is all it needs
+
+    def on_complete(self, trial_id: str) -> None:
+        pass
+
+
+class ModelHalving:
+    """Budget-aware allocation: successive halving over base models, seeded by the selector's predictions.
+
+    Round 0 gives `first_round` trials to each model the selector ranks in its top half, one to the others.
+    When a round's trials have all finished, the better half of the models still in (best validation accuracy
+    so far; the prediction breaks ties) goes on to the next round, each with twice the trials of the last. A
+    trial is handed out only while the trial-steps spent, plus what running trials may still take (their full
+    length), leave room for one more full-length trial; then the sweep ends. A model never gets more trials
+    than `max_trials_per_model` (a grid's size).
+    """
+
+    def __init__(self, priors: dict, budget_steps: int, max_trial_steps: int, first_round: int = 2,
+                 max_trials_per_model: int | None = None):
+        self._priors = priors
+        self._in = sorted(priors, key=priors.get, reverse=True)
+        top_half = math.ceil(len(self._in) / 2)
+        self._quota = {m: first_round if rank < top_half else 1 for rank, m in enumerate(self._in)}
+        self._per_model = first_round
+        self._budget, self._max_trial_steps = budget_steps, max_trial_steps
+        self._cap = max_trials_per_model
+        self._this_round = Counter()
+        self._running = {}  # trial id -> [model, steps so far]
+        self._spent = 0  # trial-steps of finished trials
+        self.best = {m: float("-inf") for m in priors}
+        self.trials = Counter()
+        self.rounds = 1
+
+    def assign(self, trial_id: str, suggested: Counter):
+        if self._spent + (len(self._running) + 1) * self._max_trial_steps > self._budget:
+            return None if self._running else Searcher.FINISHED  # running trials may stop early: wait for them
+        if not self._open() and not self._running:
+            self._next_round()
+        open_models = self._open()
+        if not open_models:
+            return None if self._running else Searcher.FINISHED  # the round is not over / every model capped
+        model = min(open_models, key=lambda m: (self._this_round[m], -self._priors[m]))
+        self._this_round[model] += 1
+        self.trials[model] += 1
+        self._running[trial_id] = [model, 0]
+        return model
+
+    def _open(self) -> list[str]:
+        return [m for m in self._in if self._this_round[m] < self._quota[m]
+                and (self._cap is None or self.trials[m] < self._cap)]
+
+    def _next_round(self) -> None:
+        ranked = sorted(self._in, key=lambda m: (self.best[m], self._priors[m]), reverse=True)
+        self._in = ranked[: math.ceil(len(ranked) / 2)]
+        self._per_model *= 2
+        self._quota = {m: self._per_model for m in self._in}
+        self._this_round = Counter()
+        self.rounds += 1
+
+    def on_result(self, trial_id: str, result: dict) -> None:
+        model = self._running[trial_id][0]
+        self._running[trial_id][1] = result["step"]
+        self.best[model] = max(self.best[model], result[METRIC])
+
+    def on_complete(self, trial_id: str) -> None:
+        self._spent += self._running.pop(trial_id)[1]
+
+
 class PerModelSearcher(Searcher):
-    """One Optuna study per base model; trials are handed out round-robin across models.
+    """One Optuna study per base model; which model gets the next trial is the allocation's choice (even, or
+    budget-aware: `ModelHalving`).
 
     Each study samples with TPE, or, with `grid`, walks every point of the (categorical) space in a random
     order: Optuna's BruteForceSampler, which knows the points tried by their values, so that told points are
@@ -48,8 +129,9 @@ class PerModelSearcher(Searcher):
     """
 
     def __init__(self, models: list[str], distributions: dict, samples_per_model: int, seed: int,
-                 grid: bool = False, finished: list[dict] = (), interrupted: list[dict] = ()):
+                 grid: bool = False, finished: list[dict] = (), interrupted: list[dict] = (), allocation=None):
         super().__init__(metric=METRIC, mode=MODE)
+        self.allocation = allocation or EvenAllocation(models, samples_per_model)
         # TPE samples at random until n_startup_trials have finished (Optuna's default is 10); with a few trials
         # per model that would be all of them, so half of each model's budget is spent exploring, the rest guided.
         startup = max(2, min(10, samples_per_model // 2))
@@ -65,7 +147,6 @@ class PerModelSearcher(Searcher):
             model: OptunaSearch(space=distributions, metric=METRIC, mode=MODE, sampler=sampler(index))
             for index, model in enumerate(models)
         }
-        self._samples_per_model = samples_per_model
         self._suggested = Counter(row["model"] for row in [*finished, *interrupted])
         self._model_of_trial = {}
         for row in finished:
@@ -89,10 +170,9 @@ class PerModelSearcher(Searcher):
             self._model_of_trial[trial_id] = config["model"]
             self._resumed[trial_id] = config
             return config
-        open_models = [m for m in self._studies if self._suggested[m] < self._samples_per_model]
-        if not open_models:
-            return Searcher.FINISHED
-        model = min(open_models, key=lambda m: self._suggested[m])
+        model = self.allocation.assign(trial_id, self._suggested)
+        if model in (None, Searcher.FINISHED):  # None: not now, ask again once a trial has finished
+            return model
         self._suggested[model] += 1
         self._model_of_trial[trial_id] = model
         return {"model": model, **self._studies[model].suggest(trial_id)}
@@ -100,11 +180,13 @@ class PerModelSearcher(Searcher):
     def on_trial_result(self, trial_id: str, result: dict) -> None:
         if trial_id not in self._resumed:
             self._studies[self._model_of_trial[trial_id]].on_trial_result(trial_id, result)
+            self.allocation.on_result(trial_id, result)
 
     def on_trial_complete(self, trial_id: str, result=None, error: bool = False) -> None:
         study = self._studies[self._model_of_trial[trial_id]]
         if trial_id not in self._resumed:
             study.on_trial_complete(trial_id, result=result, error=error)
+            self.allocation.on_complete(trial_id)
         elif result and not error:
             config = self._resumed[trial_id]
             study.add_evaluated_point({"lr": config["lr"], "epochs": config["epochs"]}, result[METRIC])
@@ -282,7 +364,7 @@ class LedgerCallback(tune.Callback):
         row = self._row(trial, status, error)
         self._finished += 1
         ray.get(self._aggregator.record_trial.remote(row))
-        print(f"[{self._finished}/{self._total}] {row['model']}  lr={row['lr']:.2e} epochs={row['epochs']}  "
+        print(f"[{self._finished}/{self._total or '?'}] {row['model']}  lr={row['lr']:.2e} epochs={row['epochs']}  "
               f"val_accuracy={row['best_val_accuracy']:.3f}  {status}  ({row['wall_seconds']:.0f} s)"
               + (f"  {error}" if error else ""), flush=True)
 
@@ -302,20 +384,27 @@ def run_sweep(settings: dict, space, aggregator, run_dir: storage.Location, data
     models = list(settings["model_specs"])
     steps_per_epoch = settings["train_examples"] // settings["training"]["global_batch_size"]
     max_evaluations = max(1, max(space.epochs) * steps_per_epoch // settings["training"]["eval_every"])
-    total_trials = len(models) * settings["samples_per_model"]
+    max_trial_steps = max(space.epochs) * steps_per_epoch
+    grid = settings["sampler"] == "grid"  # resolve() checked that the space is a grid
+    allocation = None
+    if settings["budget_steps"]:  # budget-aware: as many trials as the budget allows (none is resumed)
+        allocation = ModelHalving(settings["priors"], settings["budget_steps"], max_trial_steps,
+                                  max_trials_per_model=settings["samples_per_model"] if grid else None)
+        total_trials = None
+    else:
+        total_trials = len(models) * settings["samples_per_model"]
     finished = [row for row in ledger if row["status"] != "running"]
     interrupted = [row for row in ledger if row["status"] == "running"]
     concurrency = settings["max_concurrent_trials"]
     checkpoints = run_dir.child("checkpoints")
     settings = {**settings, "checkpoint_storage": checkpoints.uri, "data_ref": data_ref}
-    grid = settings["sampler"] == "grid"  # resolve() checked that the space is a grid
     tuner = tune.Tuner(
         tune.with_resources(tune.with_parameters(run_trial, settings=settings), {"CPU": TRIAL_DRIVER_CPUS}),
         tune_config=tune.TuneConfig(
             search_alg=PerModelSearcher(models, space.distributions(), settings["samples_per_model"], settings["seed"],
-                                        grid, finished, interrupted),
+                                        grid, finished, interrupted, allocation),
             scheduler=PerModelASHA(max_evaluations, space.asha["grace_period"], space.asha["reduction_factor"]),
-            num_samples=total_trials - len(finished),
+            num_samples=-1 if total_trials is None else total_trials - len(finished),  # -1: until the searcher ends
             max_concurrent_trials=concurrency,
         ),
         run_config=tune.RunConfig(
@@ -328,6 +417,10 @@ def run_sweep(settings: dict, space, aggregator, run_dir: storage.Location, data
                        TBXLoggerCallback()],
         ),
     )
-    print(f"sweeping {len(models)} base model(s) x {settings['samples_per_model']} trials, "
-          f"{concurrency} at a time", flush=True)
+    if allocation:
+        print(f"sweeping {len(models)} base model(s) within {settings['budget_steps']:,} trial-steps (successive "
+              f"halving over models, seeded by the selector), {concurrency} at a time", flush=True)
+    else:
+        print(f"sweeping {len(models)} base model(s) x {settings['samples_per_model']} trials, "
+              f"{concurrency} at a time", flush=True)
     return tuner.fit()

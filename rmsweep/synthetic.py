@@ -241,16 +241,17 @@ def ratings(pairs: list[dict]) -> list[dict]:
 
 def long_tailed_pairs(count: int, seed: int, max_tokens: int = 2000) -> list[dict]:
     """Pairs whose lengths spread like HelpSteer2's (for benchmarks): prompt and response lengths drawn
-    log-normal (medians 60 and 300 words, long right tails), each text at most `max_tokens` words, one word a
-    tiny-tokenizer token. The chosen response carries `accurate` markers where the rejected one carries
-    `mistaken`, one per 50 words, at random places among filler and topic words."""
+    log-normal (medians 60 and 300 words, long right tails; a pair's two responses within about 30% of each
+    other), each text at most `max_tokens` words, one word a tiny-tokenizer token. The chosen response carries `accurate` markers where the rejected one carries
+    `mistaken`: one per 3 words at random places among filler and topic words, and as the last word."""
     rng = np.random.default_rng(seed)
     words = np.array(FILLER + TOPICS)
 
     def text(length: int, marker: str | None = None) -> str:
         tokens = rng.choice(words, size=length)
-        if marker:
-            tokens[rng.choice(length, size=max(1, length // 50), replace=False)] = marker
+        if marker:  # one per 3 words, the last word among them
+            tokens[rng.choice(length - 1, size=length // 3, replace=False)] = marker
+            tokens[-1] = marker
         return " ".join(tokens)
 
     def length(median: float, sigma: float, most: int) -> int:
@@ -260,8 +261,10 @@ def long_tailed_pairs(count: int, seed: int, max_tokens: int = 2000) -> list[dic
     for _ in range(count):
         prompt = f"please {rng.choice(ASKS)} {text(length(60, 1.0, max_tokens // 2))}"
         room = max_tokens - len(prompt.split())
-        rows.append({"prompt": prompt, "chosen": text(length(300, 0.9, room), "accurate"),
-                     "rejected": text(length(300, 0.9, room), "mistaken"), "strength": 1})
+        chosen = length(300, 0.9, room)
+        rejected = length(chosen, 0.3, room)  # two answers to one prompt: lengths alike, not equal
+        rows.append({"prompt": prompt, "chosen": text(chosen, "accurate"), "rejected": text(rejected, "mistaken"),
+                     "strength": 1})
     return rows
 
 

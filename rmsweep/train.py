@@ -9,12 +9,13 @@ steps, each with a checkpoint: the model, plus the optimizer, schedule, step and
 `trainer_state.pt`, so that a trial whose worker dies resumes at its last evaluation (Ray Train restarts the
 worker group and hands the loop its latest checkpoint). Ray Train keeps the best checkpoint and the latest.
 
-Speed (README, Performance): chosen and rejected in one forward pass; each step's examples sorted by length
-before they are split into micro-batches (less padding, the same gradient); padding-free packed rows where
-attention supports them; bf16 autocast and fused AdamW on a GPU; gradient checkpointing when asked for.
 A non-finite loss on any rank stops the trial at once with `diverged` set in its last report. Running out of
 memory stops a one-worker trial the same way, `out_of_memory` naming the model and batch; with several workers
 it raises that message (the other ranks wait in a collective, so Ray Train must end the group).
+
+Speed (README, Performance): chosen and rejected in one forward pass; each step's examples sorted by length
+before they are split into micro-batches (less padding, the same gradient); padding-free packed rows where
+attention supports them; bf16 autocast and fused AdamW on a GPU; gradient checkpointing when asked for.
 """
 import itertools
 import json

@@ -2,7 +2,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from rmsweep import selector
+from rmsweep import registry, selector
 
 FEATURES = ["mbpp_plus", "toxigen", "ifeval", "params_b"]
 
@@ -79,3 +79,16 @@ def test_correlations_per_section_and_undefined_for_a_constant_series():
     good, flat = rows
     assert good["pearson"] == pytest.approx(1.0) and good["spearman"] == pytest.approx(1.0)
     assert flat["pearson"] is None and flat["spearman"] is None
+
+
+def test_the_budget_prior_predicts_each_model_without_its_own_score():
+    table = registry.models()
+    target = registry.paper_score_columns("bt")["overall"]
+    names = ["Qwen2.5-0.5B-Instruct", "Qwen2.5-7B-Instruct", "gemma-2-9b-it"]
+    prior = selector.predicted_quality(table, target, names)
+    assert set(prior) == set(names) and all(np.isfinite(list(prior.values())))
+    assert prior["Qwen2.5-7B-Instruct"] > prior["Qwen2.5-0.5B-Instruct"]  # the larger, stronger model
+    # Out-of-fold: changing a model's own published score leaves its prediction unchanged.
+    shifted = table.assign(**{target: table[target].where(table["name"] != "gemma-2-9b-it", 0.0)})
+    assert selector.predicted_quality(shifted, target, ["gemma-2-9b-it"])["gemma-2-9b-it"] == pytest.approx(
+        prior["gemma-2-9b-it"], abs=1e-9)

@@ -114,3 +114,46 @@ def test_a_failed_trials_ledger_line_is_its_last_exception():
         "RuntimeError: out of memory: gemma-2-9b-it, micro-batch 4 x up to 2048 tokens (global batch 128, "
         "4 worker(s)) on cuda:1")
     assert sweep.error_summary("the worker's node died\nmore") == "the worker's node died"
+
+
+def _run_allocation(allocation, accuracy_of, steps_of):
+    """Drive an allocation as Tune would with one trial at a time: (model per trial, trial-steps spent)."""
+    models, spent = [], 0
+    for number in range(1000):
+        model = allocation.assign(f"t{number}", None)
+        if model == Searcher.FINISHED:
+            return models, spent
+        assert model is not None  # one at a time: nothing is running, so nothing to wait for
+        models.append(model)
+        allocation.on_result(f"t{number}", {"step": steps_of(model), "val_accuracy": accuracy_of(model)})
+        allocation.on_complete(f"t{number}")
+        spent += steps_of(model)
+    raise AssertionError("never finished")
+
+
+def test_budget_allocation_halves_the_models_and_stays_within_budget():
+    priors = {"a": 0.9, "b": 0.8, "c": 0.7, "d": 0.6}
+    accuracy = {"a": 0.70, "b": 0.60, "c": 0.95, "d": 0.50}  # c is better than the selector thought
+    allocation = sweep.ModelHalving(priors, budget_steps=1600, max_trial_steps=100)
+    models, spent = _run_allocation(allocation, accuracy.get, lambda model: 100)
+    # Round 0: 2 trials for the predicted top half, 1 for the rest; round 1: c and a, 4 each; round 2: c alone.
+    assert models[:6] == ["a", "b", "c", "d", "a", "b"]  # round-robin, the predicted best first
+    assert sorted(models[6:14]) == ["a"] * 4 + ["c"] * 4
+    assert set(models[14:]) == {"c"} and spent == 1600 and allocation.rounds == 3
+
+
+def test_budget_allocation_counts_steps_of_early_stopped_trials_and_caps_a_grid():
+    allocation = sweep.ModelHalving({"a": 1.0, "b": 0.0}, budget_steps=10_000, max_trial_steps=100,
+                                    max_trials_per_model=3)
+    models, spent = _run_allocation(allocation, {"a": 0.9, "b": 0.5}.get, lambda model: 25)  # ASHA stopped each
+    assert models.count("a") == 3 and models.count("b") == 1 and spent == 4 * 25  # a's grid is done: no more
+
+
+def test_budget_allocation_waits_for_running_trials_before_a_new_round():
+    allocation = sweep.ModelHalving({"a": 1.0, "b": 0.0}, budget_steps=10_000, max_trial_steps=100, first_round=1)
+    assert allocation.assign("t0", None) == "a" and allocation.assign("t1", None) == "b"
+    assert allocation.assign("t2", None) is None  # round 0 is handed out but not finished
+    for trial, accuracy in (("t0", 0.9), ("t1", 0.5)):
+        allocation.on_result(trial, {"step": 100, "val_accuracy": accuracy})
+        allocation.on_complete(trial)
+    assert allocation.assign("t2", None) == "a"

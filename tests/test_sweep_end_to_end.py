@@ -249,3 +249,19 @@ def test_a_killed_sweep_driver_is_resumed_without_running_a_finished_trial_again
     assert not trials[["model", "lr"]].duplicated().any()  # the grid was not walked twice
     sweep = json.loads((run_dir / "sweep.json").read_text())
     assert len(sweep["resumed"]) == 1 and "finished" in sweep
+
+
+def test_a_budget_aware_sweep_spends_within_its_budget(local_ray, tmp_path):
+    status = run.main(["--family", "qwen2.5", "--models", "Qwen2.5-0.5B-Instruct", "Qwen2.5-7B-Instruct", "--scale",
+                       "tiny", "--budget", "192", "--storage", str(tmp_path)])
+    assert status == 0
+    run_dir = tmp_path / "qwen2.5-bt-tiny"
+    trials, best = _outputs(run_dir)
+    # A trial is at most 2 epochs of 64 steps; one is handed out only while the budget still holds a full one.
+    assert trials["steps"].sum() <= 192 and len(trials) >= 1
+    assert trials["model"].iloc[0] == "Qwen2.5-7B-Instruct"  # the selector's favourite goes first
+    sweep_record = json.loads((run_dir / "sweep.json").read_text())
+    assert sweep_record["budget_steps"] == 192
+    assert set(sweep_record["priors"]) == {"Qwen2.5-0.5B-Instruct", "Qwen2.5-7B-Instruct"}
+    report = (run_dir / "report.md").read_text()
+    assert "## Budget and time per base model" in report and "trial_steps" in report

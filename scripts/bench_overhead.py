@@ -1,0 +1,91 @@
+"""Per-trial fixed overhead of the Ray layer: the same tiny trial run in this process, and through Ray Train's
+TorchTrainer (one worker) as a sweep runs it, side by side in one run.
+
+    python scripts/bench_overhead.py              # about 2 minutes on 2 cores
+    python scripts/bench_overhead.py --repeats 3
+
+Both runs train the same model on the same data (a tiny gemma2 twin, the built-in corpus, one epoch); the
+difference is what Ray adds per trial: starting the worker group (a process that imports torch and
+transformers), the controller, reports and checkpoint uploads to storage, teardown. `ray.init` is paid once
+per sweep and printed apart. A sweep's report.md shows the same overhead measured on every trial
+(`ray_overhead_seconds`: a trial's wall time outside its training loop).
+"""
+import argparse
+import tempfile
+import time
+
+import pandas as pd
+
+from rmsweep import sources, train
+
+CONFIG = dict(model="gemma-2-2b-it", model_spec={"source": "tiny", "architecture": "gemma2"}, rm_type="bt",
+              bt_variant="plain", reward_centering=0.0, lr=1e-3, epochs=1, global_batch_size=32, micro_batch_size=16,
+              warmup_steps=20, eval_every=16, max_length=128, seed=0, regression_weights=None, strategy="ddp",
+              token_cache=None, data_fingerprints={"train": "t", "validation": "v"}, padding_free="auto",
+              length_grouping=True, gradient_checkpointing=False)
+
+
+def in_process(config: dict) -> dict:
+    reports = []
+    started = time.perf_counter()
+    train.fit_reward_model(config, lambda metrics, checkpoint: reports.append(metrics))
+    return {"wall_seconds": time.perf_counter() - started, "loop_seconds": reports[-1]["loop_seconds"],
+            "val_accuracy": reports[-1]["val_accuracy"]}
+
+
+def through_ray_train(config: dict, storage_path: str, name: str) -> dict:
+    import ray.train
+    from ray.train.torch import TorchTrainer
+
+    trainer = TorchTrainer(
+        train.train_loop_per_worker, train_loop_config=config,
+        scaling_config=ray.train.ScalingConfig(num_workers=1, use_gpu=False),
+        run_config=ray.train.RunConfig(name=name, storage_path=storage_path,
+                                       checkpoint_config=ray.train.CheckpointConfig(num_to_keep=1)),
+    )
+    started = time.perf_counter()
+    result = trainer.fit()
+    return {"wall_seconds": time.perf_counter() - started, "loop_seconds": result.metrics["loop_seconds"],
+            "val_accuracy": result.metrics["val_accuracy"]}
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--repeats", type=int, default=2, help="runs of each, alternating (default: 2)")
+    parser.add_argument("--train-pairs", type=int, default=2048,
+                        help="training pairs of the built-in corpus, 32 a step (default: 2048, 64 steps)")
+    args = parser.parse_args(argv)
+
+    import ray
+
+    data = sources.builtin("bt")
+    config = {**CONFIG, "data": {"train": data.train[: args.train_pairs], "validation": data.validation}}
+    started = time.perf_counter()
+    ray.init(num_cpus=2, log_to_driver=False, include_dashboard=False)
+    ray_init_seconds = time.perf_counter() - started
+    runs = []
+    with tempfile.TemporaryDirectory() as storage_path:
+        for repeat in range(args.repeats):  # alternating, so that machine noise falls on both alike
+            runs.append({"run": "in this process", **in_process(config)})
+            runs.append({"run": "Ray Train, 1 worker", **through_ray_train(config, storage_path, f"trial-{repeat}")})
+            print(f"  repeat {repeat + 1}: {runs[-2]['wall_seconds']:.1f} s in process, "
+                  f"{runs[-1]['wall_seconds']:.1f} s through Ray Train", flush=True)
+    ray.shutdown()
+
+    table = pd.DataFrame(runs)
+    table["outside_loop_seconds"] = table["wall_seconds"] - table["loop_seconds"]
+    medians = table.groupby("run", sort=False).median()
+    print(f"\nray.init (once per sweep): {ray_init_seconds:.1f} s; medians of {args.repeats} runs each:\n")
+    print(medians.to_string(float_format=lambda x: f"{x:.2f}"))
+    plain, ray_train = medians.loc["in this process"], medians.loc["Ray Train, 1 worker"]
+    overhead = ray_train["wall_seconds"] - plain["wall_seconds"]
+    ratio = ray_train["wall_seconds"] / plain["wall_seconds"]
+    print(f"\nRay's fixed overhead per trial: {overhead:.1f} s ({ratio:.2f}x the in-process wall time); "
+          f"outside the training loop: {ray_train['outside_loop_seconds']:.1f} s")
+    print(f"RESULT ray_overhead_seconds={overhead:.2f} wall_ratio={ratio:.3f} "
+          f"outside_loop_seconds={ray_train['outside_loop_seconds']:.2f} ray_init_seconds={ray_init_seconds:.2f} "
+          f"in_process_seconds={plain['wall_seconds']:.2f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,46 @@
+"""The benchmark scripts run and end with their RESULT line; the sweep benchmark's measure is right."""
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+SCRIPTS = Path(__file__).resolve().parent.parent / "scripts"
+sys.path.insert(0, str(SCRIPTS))
+
+import bench_sweep  # noqa: E402
+
+
+def _result(command: list[str]) -> dict:
+    finished = subprocess.run([sys.executable, *command], capture_output=True, text=True, timeout=600)
+    assert finished.returncode == 0, finished.stderr[-2000:]
+    last = finished.stdout.strip().splitlines()[-1]
+    assert last.startswith("RESULT "), last
+    return dict(re.findall(r"(\w+)=(\S+)", last))
+
+
+@pytest.mark.slow
+def test_bench_trainer_compares_every_contender():
+    result = _result([str(SCRIPTS / "bench_trainer.py"), "--steps", "2", "--batch", "8", "--max-length", "256",
+                      "--validation-pairs", "16", "--only", "rmsweep", "TRL RewardTrainer"])
+    assert {"rmsweep_vs_trl", "rmsweep_val_accuracy", "trl_val_accuracy"} <= set(result)
+    assert all(float(value) > 0 for value in result.values())
+
+
+@pytest.mark.slow
+def test_bench_overhead_measures_the_ray_layer():
+    result = _result([str(SCRIPTS / "bench_overhead.py"), "--repeats", "1", "--train-pairs", "256"])
+    assert float(result["in_process_seconds"]) > 0 and float(result["outside_loop_seconds"]) > 0
+
+
+def test_sweep_benchmark_counts_steps_until_the_grids_best_is_reached():
+    ledger = pd.DataFrame({"model": ["a", "b", "a", "b"], "steps": [64, 16, 64, 64],
+                           "best_val_accuracy": [0.80, 0.70, 0.898, 0.91]})
+    figures = bench_sweep.summarize(ledger, target=0.90, best_models={"b"})
+    # 0.898 is within 0.5 points of 0.90: reached after 64 + 16 + 64 steps; b is the better model.
+    assert figures["steps_to_reach"] == 144 and figures["trial_steps"] == 208
+    assert figures["picked_model"] == "b" and figures["same_best_model"]
+    never = bench_sweep.summarize(ledger.iloc[:2], target=0.90, best_models={"b"})
+    assert never["steps_to_reach"] is None and not never["same_best_model"]
