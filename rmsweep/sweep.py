@@ -35,6 +35,7 @@ from rmsweep.train import train_loop_per_worker
 
 METRIC, MODE = "val_accuracy", "max"
 optuna.logging.set_verbosity(optuna.logging.WARNING)  # one line per study created is noise here
+MAX_REPEATS = 20  # times a study may suggest an already-run point before the repeat is accepted
 TRIAL_DRIVER_CPUS = 0.01  # the trial function only waits on its worker group; Tune refuses a zero request
 
 
@@ -51,7 +52,7 @@ class EvenAllocation:
     def on_result(self, trial_id: str, result: dict) -> None:
         pass  # the count of trials per model is all it needs
 
-    def on_complete(self, trial_id: str) -> None:
+    def on_complete(self, trial_id: str, result: dict | None) -> None:
         pass
 
 
@@ -63,7 +64,7 @@ class ModelHalving:
     so far; the prediction breaks ties) goes on to the next round, each with twice the trials of the last. A
     trial is handed out only while the trial-steps spent, plus what running trials may still take (their full
     length), leave room for one more full-length trial; then the sweep ends. A model never gets more trials
-    than `max_trials_per_model` (a grid's size).
+    than `max_trials_per_model` (the number of points of a list-valued space).
     """
 
     def __init__(self, priors: dict, budget_steps: int, max_trial_steps: int, first_round: int = 2,
@@ -113,7 +114,10 @@ class ModelHalving:
         self._running[trial_id][1] = result["step"]
         self.best[model] = max(self.best[model], result[METRIC])
 
-    def on_complete(self, trial_id: str) -> None:
+    def on_complete(self, trial_id: str, result: dict | None) -> None:
+        # A trial ASHA stops hands its last result here, not to on_result.
+        if result and METRIC in result:
+            self.on_result(trial_id, result)
         self._spent += self._running.pop(trial_id)[1]
 
 
@@ -149,6 +153,12 @@ class PerModelSearcher(Searcher):
         }
         self._suggested = Counter(row["model"] for row in [*finished, *interrupted])
         self._model_of_trial = {}
+        self._study_trial = {}  # Tune trial id -> the id its study knows it by
+        self._point_of_trial = {}  # Tune trial id -> (lr, epochs)
+        # Per model, each (lr, epochs) run or running -> its best validation accuracy (None while it runs).
+        self._tried = {model: {} for model in models}
+        for row in [*interrupted, *finished]:
+            self._tried[row["model"]][(row["lr"], row["epochs"])] = row["best_val_accuracy"]
         for row in finished:
             self._studies[row["model"]].add_evaluated_point(
                 {"lr": row["lr"], "epochs": row["epochs"]}, row["best_val_accuracy"],
@@ -175,18 +185,38 @@ class PerModelSearcher(Searcher):
             return model
         self._suggested[model] += 1
         self._model_of_trial[trial_id] = model
-        return {"model": model, **self._studies[model].suggest(trial_id)}
+        return {"model": model, **self._new_point(model, trial_id)}
+
+    def _new_point(self, model: str, trial_id: str) -> dict:
+        """The study's next point, not one this model already ran: training is deterministic, so a repeat would
+        only cost compute. A repeated suggestion is told its known result (or as failed while that trial still
+        runs) and the study asked again; after MAX_REPEATS, or when every point has run, the repeat stands."""
+        study, tried = self._studies[model], self._tried[model]
+        for attempt in range(MAX_REPEATS + 1):
+            study_trial = trial_id if attempt == 0 else f"{trial_id}-repeat{attempt}"
+            point = study.suggest(study_trial)
+            key = (point["lr"], point["epochs"])
+            if key not in tried or attempt == MAX_REPEATS:
+                break
+            study.on_trial_complete(study_trial, result={METRIC: tried[key]} if tried[key] is not None else None,
+                                    error=tried[key] is None)
+        tried.setdefault(key, None)
+        self._study_trial[trial_id] = study_trial
+        self._point_of_trial[trial_id] = key
+        return point
 
     def on_trial_result(self, trial_id: str, result: dict) -> None:
         if trial_id not in self._resumed:
-            self._studies[self._model_of_trial[trial_id]].on_trial_result(trial_id, result)
+            self._studies[self._model_of_trial[trial_id]].on_trial_result(self._study_trial[trial_id], result)
             self.allocation.on_result(trial_id, result)
 
     def on_trial_complete(self, trial_id: str, result=None, error: bool = False) -> None:
         study = self._studies[self._model_of_trial[trial_id]]
         if trial_id not in self._resumed:
-            study.on_trial_complete(trial_id, result=result, error=error)
-            self.allocation.on_complete(trial_id)
+            study.on_trial_complete(self._study_trial.pop(trial_id), result=result, error=error)
+            self.allocation.on_complete(trial_id, result)
+            if result and not error:
+                self._tried[self._model_of_trial[trial_id]][self._point_of_trial[trial_id]] = result[METRIC]
         elif result and not error:
             config = self._resumed[trial_id]
             study.add_evaluated_point({"lr": config["lr"], "epochs": config["epochs"]}, result[METRIC])
@@ -389,7 +419,7 @@ def run_sweep(settings: dict, space, aggregator, run_dir: storage.Location, data
     allocation = None
     if settings["budget_steps"]:  # budget-aware: as many trials as the budget allows (none is resumed)
         allocation = ModelHalving(settings["priors"], settings["budget_steps"], max_trial_steps,
-                                  max_trials_per_model=settings["samples_per_model"] if grid else None)
+                                  max_trials_per_model=None if space.lr_is_range else space.grid_size())
         total_trials = None
     else:
         total_trials = len(models) * settings["samples_per_model"]

@@ -125,8 +125,8 @@ def _run_allocation(allocation, accuracy_of, steps_of):
             return models, spent
         assert model is not None  # one at a time: nothing is running, so nothing to wait for
         models.append(model)
-        allocation.on_result(f"t{number}", {"step": steps_of(model), "val_accuracy": accuracy_of(model)})
-        allocation.on_complete(f"t{number}")
+        # As Tune does for a trial ASHA stops: its last result comes with the completion only.
+        allocation.on_complete(f"t{number}", {"step": steps_of(model), "val_accuracy": accuracy_of(model)})
         spent += steps_of(model)
     raise AssertionError("never finished")
 
@@ -155,5 +155,16 @@ def test_budget_allocation_waits_for_running_trials_before_a_new_round():
     assert allocation.assign("t2", None) is None  # round 0 is handed out but not finished
     for trial, accuracy in (("t0", 0.9), ("t1", 0.5)):
         allocation.on_result(trial, {"step": 100, "val_accuracy": accuracy})
-        allocation.on_complete(trial)
+        allocation.on_complete(trial, None)
     assert allocation.assign("t2", None) == "a"
+
+
+def test_tpe_on_a_list_of_points_does_not_rerun_a_point_while_new_ones_remain():
+    space = spaces.load("qwen2.5", "bt", "tiny", name="paper-bt")  # 10 lr x 1 epoch
+    searcher = PerModelSearcher(["a"], space.distributions(), samples_per_model=space.grid_size(), seed=0)
+    points = []
+    for i in range(space.grid_size()):  # one at a time, each told before the next: TPE would exploit the best
+        config = searcher.suggest(f"t{i}")
+        points.append((config["lr"], config["epochs"]))
+        searcher.on_trial_complete(f"t{i}", {"val_accuracy": 0.9 if config["lr"] == space.lr[0] else 0.5, "step": 1})
+    assert len(set(points)) == space.grid_size()
