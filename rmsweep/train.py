@@ -115,7 +115,8 @@ def fit_reward_model(config: dict, report, rank: int = 0, world_size: int = 1, d
         modeling.load_weights(model, resume_from)
     records = config["data"]
     cache = storage.Location(config["token_cache"]) if config["token_cache"] else None
-    key = {"tokenizer": config["model_spec"], "max_length": config["max_length"]}
+    # The tokenizer comes from the source alone (every tiny twin shares one): that is what the cache is keyed by.
+    key = {"tokenizer": config["model_spec"]["source"], "max_length": config["max_length"]}
     tokenize_train = datasets.tokenize_ratings if rm_type == "regression" else datasets.tokenize_pairs
     train = token_cache.load_or_tokenize(
         cache, {**key, "data": config["data_fingerprints"]["train"], "as": tokenize_train.__name__},
