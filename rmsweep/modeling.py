@@ -54,9 +54,8 @@ def load_reward_model(model_spec: dict, rm_type: str):
     """(tokenizer, RewardModel) for a registry row resolved by `registry.model_spec`, with the RM type's head.
 
     `source` is `tiny` (random weights of the row's architecture, drawn from `twin_seed`; `sizes` may override
-    the tiny config's) or a hub id / local directory. Weights are
-    read from safetensors only (a pickle can run code); the repository's own code runs only if
-    `trust_remote_code` is set.
+    the tiny config's) or a hub id / local directory. Weights are read from safetensors only (a pickle can run
+    code); the repository's own code runs only if `trust_remote_code` is set.
     """
     num_outputs = RM_OUTPUTS[rm_type]
     if model_spec["source"] == "tiny":

@@ -209,9 +209,10 @@ def test_a_killed_worker_resumes_its_trial_from_the_latest_checkpoint(local_ray,
 def test_a_killed_sweep_driver_is_resumed_without_running_a_finished_trial_again(local_ray, tmp_path):
     """The driver (another process on this module's Ray) is killed once a trial has finished and another has
     evaluated; --resume keeps the finished trials, continues the interrupted ones and runs the rest."""
-    args = ["--family", "gemma2", "--scale", "tiny", "--space", "paper-bt", "--sampler", "grid", "--num-samples", "2",
-            "--storage", str(tmp_path)]
-    run_dir = tmp_path / "gemma2-bt-paper-bt-tiny"
+    # rewardbench2's grid has 1-3 epoch points: trials long enough (64-192 steps) to be caught running.
+    args = ["--family", "gemma2", "--scale", "tiny", "--space", "rewardbench2", "--sampler", "grid", "--num-samples",
+            "2", "--storage", str(tmp_path)]
+    run_dir = tmp_path / "gemma2-bt-rewardbench2-tiny"
     driver = subprocess.Popen([sys.executable, "-m", "rmsweep.run", *args],
                               env={**os.environ, "RAY_ADDRESS": ray.get_runtime_context().gcs_address},
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -246,7 +247,7 @@ def test_a_killed_sweep_driver_is_resumed_without_running_a_finished_trial_again
     interrupted = before[before["status"] == "running"]
     resumed = trials.set_index("trial_id").loc[interrupted["trial_id"]]
     assert (resumed["steps"] >= interrupted.set_index("trial_id")["steps"]).all()  # went on, kept their ids
-    assert not trials[["model", "lr"]].duplicated().any()  # the grid was not walked twice
+    assert not trials[["model", "lr", "epochs"]].duplicated().any()  # the grid was not walked twice
     sweep = json.loads((run_dir / "sweep.json").read_text())
     assert len(sweep["resumed"]) == 1 and "finished" in sweep
 
