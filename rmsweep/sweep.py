@@ -80,26 +80,24 @@ class ModelHalving:
         self._running = {}  # trial id -> [model, steps so far]
         self._spent = 0  # trial-steps of finished trials
         self.best = {m: float("-inf") for m in priors}
-        self.trials = Counter()
         self.rounds = 1
 
     def assign(self, trial_id: str, suggested: Counter):
         if self._spent + (len(self._running) + 1) * self._max_trial_steps > self._budget:
             return None if self._running else Searcher.FINISHED  # running trials may stop early: wait for them
-        if not self._open() and not self._running:
+        if not self._open(suggested) and not self._running:
             self._next_round()
-        open_models = self._open()
+        open_models = self._open(suggested)
         if not open_models:
             return None if self._running else Searcher.FINISHED  # the round is not over / every model capped
         model = min(open_models, key=lambda m: (self._this_round[m], -self._priors[m]))
         self._this_round[model] += 1
-        self.trials[model] += 1
         self._running[trial_id] = [model, 0]
         return model
 
-    def _open(self) -> list[str]:
+    def _open(self, suggested: Counter) -> list[str]:
         return [m for m in self._in if self._this_round[m] < self._quota[m]
-                and (self._cap is None or self.trials[m] < self._cap)]
+                and (self._cap is None or suggested[m] < self._cap)]
 
     def _next_round(self) -> None:
         ranked = sorted(self._in, key=lambda m: (self.best[m], self._priors[m]), reverse=True)

@@ -1,4 +1,5 @@
 import shutil
+from collections import Counter
 
 import pytest
 import yaml
@@ -118,13 +119,14 @@ def test_a_failed_trials_ledger_line_is_its_last_exception():
 
 def _run_allocation(allocation, accuracy_of, steps_of):
     """Drive an allocation as Tune would with one trial at a time: (model per trial, trial-steps spent)."""
-    models, spent = [], 0
+    models, spent, suggested = [], 0, Counter()
     for number in range(1000):
-        model = allocation.assign(f"t{number}", None)
+        model = allocation.assign(f"t{number}", suggested)
         if model == Searcher.FINISHED:
             return models, spent
         assert model is not None  # one at a time: nothing is running, so nothing to wait for
         models.append(model)
+        suggested[model] += 1  # as the searcher counts
         # As Tune does for a trial ASHA stops: its last result comes with the completion only.
         allocation.on_complete(f"t{number}", {"step": steps_of(model), "val_accuracy": accuracy_of(model)})
         spent += steps_of(model)
@@ -151,12 +153,12 @@ def test_budget_allocation_counts_steps_of_early_stopped_trials_and_caps_a_grid(
 
 def test_budget_allocation_waits_for_running_trials_before_a_new_round():
     allocation = sweep.ModelHalving({"a": 1.0, "b": 0.0}, budget_steps=10_000, max_trial_steps=100, first_round=1)
-    assert allocation.assign("t0", None) == "a" and allocation.assign("t1", None) == "b"
-    assert allocation.assign("t2", None) is None  # round 0 is handed out but not finished
+    assert allocation.assign("t0", Counter()) == "a" and allocation.assign("t1", Counter(a=1)) == "b"
+    assert allocation.assign("t2", Counter(a=1, b=1)) is None  # round 0 is handed out but not finished
     for trial, accuracy in (("t0", 0.9), ("t1", 0.5)):
         allocation.on_result(trial, {"step": 100, "val_accuracy": accuracy})
         allocation.on_complete(trial, None)
-    assert allocation.assign("t2", None) == "a"
+    assert allocation.assign("t2", Counter(a=1, b=1)) == "a"
 
 
 def test_tpe_on_a_list_of_points_does_not_rerun_a_point_while_new_ones_remain():
