@@ -3,8 +3,8 @@
 `train_loop_per_worker` is what Ray Train's TorchTrainer runs on each worker; `fit_reward_model` is the
 loop itself, which also runs without Ray (tests, debugging) with rank 0 of 1.
 
-Recipe (arXiv 2505.10775): AdamW, linear warmup (20 steps) then constant lr, a global batch split over
-workers and gradient-accumulation micro-batches, evaluation on the validation pairs every `eval_every`
+Recipe (arXiv 2505.10775): AdamW, linear warmup (20 steps) then constant lr, gradients clipped to norm 1, a
+global batch split over workers and gradient-accumulation micro-batches, evaluation on the validation pairs every `eval_every`
 steps, each with a checkpoint: the model, plus the optimizer, schedule, step and RNG state in
 `trainer_state.pt`, so that a trial whose worker dies resumes at its last evaluation (Ray Train restarts the
 worker group and hands the loop its latest checkpoint). Ray Train keeps the best checkpoint and the latest.
@@ -31,6 +31,7 @@ import torch.distributed as dist
 from rmsweep import datasets, distributed, heads, losses, modeling, storage, token_cache
 
 TRAINER_STATE = "trainer_state.pt"
+MAX_GRAD_NORM = 1.0  # transformers' Trainer, TRL and OpenRLHF clip at 1.0 by default: one outlier batch moves less
 # What a checkpoint's rmsweep_meta.json records of the trial's config.
 META_KEYS = ("model", "model_spec", "rm_type", "lr", "epochs", "bt_variant", "reward_centering", "regression_weights",
              "strategy")
@@ -191,6 +192,7 @@ def fit_reward_model(config: dict, report, rank: int = 0, world_size: int = 1, d
         diverged = distributed.sum_across_ranks(float(not all(map(math.isfinite, step_losses))))[0] > 0
         stopped = diverged or bool(out_of_memory)
         if not stopped:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), MAX_GRAD_NORM)
             optimizer.step()
             schedule.step()
         optimizer.zero_grad(set_to_none=True)
