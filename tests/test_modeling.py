@@ -152,3 +152,15 @@ def test_packed_sequences_get_the_rewards_of_padded_ones(architecture):
         padded = model(*datasets.pad(sequences, pad_id=0))
         packed = model(**datasets.pack(sequences))
     torch.testing.assert_close(packed, padded, atol=1e-5, rtol=1e-4)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU (the device machine runs it)")
+@pytest.mark.parametrize("architecture", tiny.ARCHITECTURES)
+def test_on_a_gpu_packed_sequences_get_the_rewards_of_padded_ones_in_bf16(architecture):
+    _, model = modeling.load_reward_model({"source": "tiny", "architecture": architecture}, "regression")
+    model = model.to("cuda").eval()
+    sequences = [[5, 6, 7, 8, 9, 10, 11], [12, 13], [14, 15, 16, 17]]
+    with torch.no_grad(), torch.autocast("cuda", dtype=torch.bfloat16):
+        padded = model(*datasets.pad(sequences, pad_id=0, device="cuda")).float()
+        packed = model(**datasets.pack(sequences, device="cuda")).float()
+    torch.testing.assert_close(packed, padded, atol=2e-2, rtol=2e-2)  # bf16 keeps ~3 significant digits

@@ -20,7 +20,7 @@ CONFIG = dict(model="gemma-2-2b-it", model_spec={"source": "tiny", "architecture
 DATA = {rm_type: sources.builtin(rm_type) for rm_type in ("bt", "regression")}
 
 
-def _fit(**overrides):
+def _fit(device="cpu", train_pairs=None, **overrides):
     reports, models = [], []
 
     def capture(model):
@@ -29,9 +29,9 @@ def _fit(**overrides):
 
     config = {**CONFIG, **overrides}
     data = DATA["regression" if config["rm_type"] == "regression" else "bt"]
-    config["data"] = {"train": data.train, "validation": data.validation}
+    config["data"] = {"train": data.train[:train_pairs], "validation": data.validation}
     train.fit_reward_model(config, lambda metrics, checkpoint: reports.append((metrics, checkpoint)),
-                           prepare_model=capture)
+                           device=device, prepare_model=capture)
     return reports, models[0]
 
 
@@ -57,6 +57,37 @@ def test_every_rm_type_and_loss_learns_the_pairwise_order(overrides):
     unchanged = [name for name, p in model.named_parameters() if torch.equal(p.detach(), initial[name])]
     assert unchanged == []
     assert max(metrics["val_accuracy"] for metrics, _ in reports) >= 0.65  # chance is 0.5
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU (the device machine runs it)")
+@pytest.mark.parametrize("overrides", [
+    dict(),
+    dict(rm_type="regression"),
+    dict(rm_type="bnrm", lr=3e-3),
+    dict(padding_free=True, gradient_checkpointing=True),
+], ids=["bt", "regression", "bnrm", "bt-padding-free-checkpointed"])
+def test_on_a_gpu_every_rm_type_learns_in_bf16_with_fused_adamw(overrides):
+    reports, (model, _) = _fit(device="cuda", **overrides)
+    assert next(model.parameters()).dtype == torch.float32  # autocast computes in bf16; weights stay fp32
+    assert max(metrics["val_accuracy"] for metrics, _ in reports) >= 0.65
+
+
+def test_gradients_are_clipped_before_every_optimizer_step(monkeypatch):
+    norms_at_step = []
+    adamw_step = torch.optim.AdamW.step
+
+    def recording_step(optimizer, *args, **kwargs):
+        grads = [p.grad for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
+        norms_at_step.append(float(torch.linalg.vector_norm(torch.stack([g.norm() for g in grads]))))
+        return adamw_step(optimizer, *args, **kwargs)
+
+    monkeypatch.setattr(torch.optim.AdamW, "step", recording_step)
+    _fit(train_pairs=256, eval_every=1000)
+    assert max(norms_at_step) > 0.05  # the gradients are larger than the limit set below: clipping has work
+    norms_at_step.clear()
+    monkeypatch.setattr(train, "MAX_GRAD_NORM", 0.05)
+    _fit(train_pairs=256, eval_every=1000)
+    assert len(norms_at_step) == 256 // 32 and max(norms_at_step) <= 0.05 * 1.001
 
 
 def test_a_diverging_trial_stops_at_once_and_says_so():
