@@ -2,7 +2,8 @@
 batch, dtype and steps; each contender in its own process, one after the other.
 
     python scripts/bench_trainer.py                 # CPU, about 5 minutes on 2 cores
-    python scripts/bench_trainer.py --device cuda   # bf16; adds MFU (6 x params x tokens / time / peak)
+    python scripts/bench_trainer.py --device cuda --preset qwen2.5-1.5b
+        # bf16 on a GPU, a model of Qwen2.5-1.5B's shape; adds MFU (6 x params x tokens / time / peak)
 
 Data: preference pairs whose prompt + response lengths spread like HelpSteer2's (tens to 2,000 tokens,
 long-tailed; `synthetic.long_tailed_pairs`); one epoch over exactly steps x batch pairs, so every contender
@@ -12,7 +13,8 @@ Contenders:
 - rmsweep: `train.fit_reward_model` as a trial runs it (chosen and rejected in one pass, each step's examples
   sorted by length into micro-batches, padding-free where the attention supports it); also without length
   grouping, and forced padding-free, to show what each contributes;
-- TRL: `RewardTrainer` with `RewardConfig`, as its docs show, the same batch split (micro-batch x accumulation);
+- TRL: `RewardTrainer` with `RewardConfig`, as its docs show, the same batch split (micro-batch x accumulation),
+  gradient checkpointing off (its default is on);
 - plain: a PyTorch loop with right padding, random micro-batches, chosen and rejected in two passes.
 """
 import argparse
@@ -28,8 +30,15 @@ import torch
 
 from rmsweep import datasets, modeling, sources, synthetic, train
 
-SIZES = dict(hidden_size=128, intermediate_size=384, num_hidden_layers=2, num_attention_heads=4,
-             num_key_value_heads=2, head_dim=32, max_position_embeddings=4096)
+# Model shapes (qwen2 architecture, random weights, the tiny word-level tokenizer, so no download): a small one
+# for CPUs, and Qwen2.5-1.5B's published shape for GPUs (1.3B parameters without its 151k-token embedding).
+PRESETS = {
+    "tiny": dict(hidden_size=128, intermediate_size=384, num_hidden_layers=2, num_attention_heads=4,
+                 num_key_value_heads=2, head_dim=32, max_position_embeddings=4096),
+    "qwen2.5-1.5b": dict(hidden_size=1536, intermediate_size=8960, num_hidden_layers=28, num_attention_heads=12,
+                         num_key_value_heads=2, head_dim=128, max_position_embeddings=32768, rope_theta=1e6),
+}
+DEFAULT_LR = {"tiny": 1e-3, "qwen2.5-1.5b": 1e-5}
 H100_BF16_PEAK_TFLOPS = 989.0  # dense
 
 
@@ -40,14 +49,18 @@ def parse_args(argv=None):
     parser.add_argument("--batch", type=int, default=16, help="pairs per step (default: 16)")
     parser.add_argument("--micro-batch", type=int, default=4, help="pairs per forward pass (default: 4)")
     parser.add_argument("--max-length", type=int, default=2048)
-    parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--lr", type=float, help="default: 1e-3 for tiny, 1e-5 for qwen2.5-1.5b")
     parser.add_argument("--validation-pairs", type=int, default=256)
-    parser.add_argument("--model", metavar="DIR", help="a base model checkpoint with its tokenizer (default: a "
-                        "qwen2-architecture tiny twin of %s, random weights)" % SIZES)
+    parser.add_argument("--preset", choices=PRESETS, default="tiny",
+                        help="model shape, random weights (default: tiny, %(tiny)s)" % {"tiny": PRESETS["tiny"]})
+    parser.add_argument("--model", metavar="DIR", help="a base model checkpoint with its tokenizer, instead of a "
+                        "preset")
     parser.add_argument("--peak-tflops", type=float, default=H100_BF16_PEAK_TFLOPS,
                         help="the GPU's dense bf16 peak, for MFU (default: H100's 989)")
     parser.add_argument("--only", nargs="+", help="run only these contenders")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    args.lr = args.lr or DEFAULT_LR[args.preset]
+    return args
 
 
 def records(rows):
@@ -75,7 +88,7 @@ def validation_accuracy(model, tokenizer, validation, max_length, device) -> flo
     return float((chosen[:, 0] > rejected[:, 0]).float().mean())
 
 
-def run_rmsweep(args, spec, data, length_grouping=True, padding_free="auto"):
+def run_rmsweep(args, spec, data, length_grouping=True, padding_free="auto", gradient_checkpointing=False):
     reports = []
     config = dict(
         model="bench", model_spec=spec, rm_type="bt",
@@ -83,7 +96,7 @@ def run_rmsweep(args, spec, data, length_grouping=True, padding_free="auto"):
         micro_batch_size=args.micro_batch, warmup_steps=1, eval_every=args.steps, max_length=args.max_length,
         seed=0, regression_weights=None, strategy="ddp", token_cache=None, data=data,
         data_fingerprints={"train": "t", "validation": "v"}, padding_free=padding_free,
-        length_grouping=length_grouping, gradient_checkpointing=False,
+        length_grouping=length_grouping, gradient_checkpointing=gradient_checkpointing,
     )
     train.fit_reward_model(config, lambda metrics, checkpoint: reports.append(metrics), device=args.device)
     final = reports[-1]
@@ -120,12 +133,15 @@ def run_plain(args, spec, data):
 
 def run_trl(args, spec, data):
     from datasets import Dataset
+    from datasets.table import InMemoryTable
     from trl import RewardConfig, RewardTrainer
 
     tokenizer, model = load(spec)
-    dataset = Dataset.from_list([{"prompt": row["prompt"], "chosen": [{"role": "assistant", "content": row["chosen"]}],
-                                  "rejected": [{"role": "assistant", "content": row["rejected"]}]}
-                                 for row in data["train"]])
+    rows = [{"prompt": row["prompt"], "chosen": [{"role": "assistant", "content": row["chosen"]}],
+             "rejected": [{"role": "assistant", "content": row["rejected"]}]} for row in data["train"]]
+    # Named fingerprint: datasets would otherwise hash the table by pickling it, which failed on the GPU machine
+    # (Python 3.12, dill 0.4.1: "Can't pickle MonthDayNano").
+    dataset = Dataset(InMemoryTable.from_pylist(rows), fingerprint="bench-trainer-train")
     with tempfile.TemporaryDirectory() as output_dir:
         trainer = RewardTrainer(
             model=model, processing_class=tokenizer, train_dataset=dataset,
@@ -135,6 +151,9 @@ def run_trl(args, spec, data):
                 learning_rate=args.lr, lr_scheduler_type="constant", max_length=args.max_length,
                 bf16=args.device == "cuda", use_cpu=args.device == "cpu", report_to="none", save_strategy="no",
                 logging_steps=args.steps, disable_tqdm=True, seed=0, dataloader_num_workers=0,
+                # RewardConfig turns checkpointing on by default; off, like the contenders it is compared with
+                # (the "gradient checkpointing" row shows what it costs).
+                gradient_checkpointing=False,
             ),
         )
         started = time.perf_counter()
@@ -153,6 +172,8 @@ CONTENDERS = {
     "rmsweep": run_rmsweep,
     "rmsweep, no length grouping": lambda args, spec, data: run_rmsweep(args, spec, data, length_grouping=False),
     "rmsweep, padding-free": lambda args, spec, data: run_rmsweep(args, spec, data, padding_free=True),
+    "rmsweep, gradient checkpointing": lambda args, spec, data: run_rmsweep(args, spec, data,
+                                                                            gradient_checkpointing=True),
     "TRL RewardTrainer": run_trl,
     "plain PyTorch loop": run_plain,
 }
@@ -175,11 +196,12 @@ def main(argv=None):
     rows = synthetic.long_tailed_pairs(args.steps * args.batch + args.validation_pairs, seed=0,
                                        max_tokens=args.max_length - 32)
     data = {"train": records(rows[: args.steps * args.batch]), "validation": records(rows[args.steps * args.batch:])}
-    # A real checkpoint (its tokenizer beside it), or a tiny twin of SIZES with the word-level tokenizer.
+    # A real checkpoint (its tokenizer beside it), or a preset's shape with the word-level tokenizer.
     spec = ({"source": args.model} if args.model
-            else {"source": "tiny", "architecture": "qwen2", "twin_seed": 0, "sizes": SIZES})
+            else {"source": "tiny", "architecture": "qwen2", "twin_seed": 0, "sizes": PRESETS[args.preset]})
     tokenizer, model = load(spec)
     params = model.num_parameters()
+    del model  # each contender loads its own, in its own process
     lengths = datasets.sequence_lengths(datasets.tokenize_pairs(tokenizer, data["train"], args.max_length))
     print(f"model: {params / 1e6:.1f}M parameters; {len(data['train'])} training pairs, longer side "
           f"{np.percentile(lengths, 10):.0f} / {np.median(lengths):.0f} / {np.percentile(lengths, 90):.0f} / "
@@ -188,10 +210,14 @@ def main(argv=None):
     results = {}
     for name in args.only or CONTENDERS:
         with ProcessPoolExecutor(1, mp_context=get_context("spawn")) as pool:  # a fresh process each
-            results[name] = pool.submit(run_one, name, args, spec, data).result()
+            try:
+                results[name] = pool.submit(run_one, name, args, spec, data).result()
+            except Exception as error:  # one contender's failure must not cost the others' figures
+                print(f"  {name}: failed, left out: {type(error).__name__}: {error}", flush=True)
+                continue
         print(f"  {name}: {results[name]['tokens'] / results[name]['seconds']:,.0f} tokens/s", flush=True)
 
-    table = pd.DataFrame(results).T.drop(columns="padding_free").astype(float)
+    table = pd.DataFrame(results).T.drop(columns="padding_free", errors="ignore").astype(float)
     table["tokens_per_second"] = table["tokens"] / table["seconds"]
     if "TRL RewardTrainer" in table.index:
         table["vs_TRL"] = table["tokens_per_second"] / table.loc["TRL RewardTrainer", "tokens_per_second"]
@@ -205,11 +231,16 @@ def main(argv=None):
             return table.loc[numerator, column] / table.loc[denominator, column]
         return None
 
+    def memory_ratio(numerator: str, denominator: str):
+        return ratio(numerator, denominator, "peak_memory_mb")
+
     headline = {
         "rmsweep_vs_trl": ratio("rmsweep", "TRL RewardTrainer"),
         "rmsweep_vs_plain": ratio("rmsweep", "plain PyTorch loop"),
         "length_grouping_gain": ratio("rmsweep", "rmsweep, no length grouping"),
         "padding_free_gain": ratio("rmsweep, padding-free", "rmsweep"),
+        "checkpointing_speed": ratio("rmsweep, gradient checkpointing", "rmsweep"),
+        "checkpointing_memory": memory_ratio("rmsweep, gradient checkpointing", "rmsweep"),
         **{f"{key}_val_accuracy": table["val_accuracy"].get(name) for key, name in
            (("rmsweep", "rmsweep"), ("trl", "TRL RewardTrainer"), ("plain", "plain PyTorch loop"))},
         "rmsweep_mfu": table["MFU"].get("rmsweep") if "MFU" in table else None,
