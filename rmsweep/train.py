@@ -14,7 +14,7 @@ memory stops a one-worker trial the same way, `out_of_memory` naming the model a
 it raises that message (the other ranks wait in a collective, so Ray Train must end the group).
 
 Speed (README, Performance): chosen and rejected in one forward pass; each step's examples sorted by length
-before they are split into micro-batches (less padding, the same gradient); padding-free packed rows where
+and split into micro-batches where padding is least (the same gradient); padding-free packed rows where
 attention supports them; bf16 autocast and fused AdamW on a GPU; gradient checkpointing when asked for.
 """
 import itertools
@@ -140,9 +140,9 @@ def fit_reward_model(config: dict, report, rank: int = 0, world_size: int = 1, d
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: min(1.0, (step + 1) / warmup))
     steps_per_epoch = len(train.sequences) // config["global_batch_size"]
     total_steps = config["epochs"] * steps_per_epoch
-    # Each micro-batch's mean loss is divided by the number of micro-batches per rank, and DDP averages the
-    # ranks: the gradient is that of the mean loss over the whole global batch.
-    accumulation = config["global_batch_size"] // (world_size * config["micro_batch_size"])
+    # Each micro-batch's mean loss is weighted by its share of the rank's examples (length-grouped micro-batches
+    # differ in size), and DDP averages the ranks: the gradient is that of the mean loss over the global batch.
+    per_rank = config["global_batch_size"] // world_size
 
     step, best_accuracy, recent_losses = 0, float("-inf"), []
     if resume_from:
@@ -174,10 +174,9 @@ def fit_reward_model(config: dict, report, rank: int = 0, world_size: int = 1, d
             for index, micro_batch in enumerate(micro_batches):
                 # Gradients are reduced across ranks once per step, on its last micro-batch.
                 with distributed.gradient_sync(model, enabled=index == len(micro_batches) - 1):
-                    loss = _micro_batch_loss(model, config, train, micro_batch, pad_id, device,
-                                             padding_free) / accumulation
-                    loss.backward()
-                recent_losses.append(loss.item() * accumulation)
+                    loss = _micro_batch_loss(model, config, train, micro_batch, pad_id, device, padding_free)
+                    (loss * len(micro_batch) / per_rank).backward()
+                recent_losses.append(loss.item())
                 tokens += _tokens(train, micro_batch)
         except RuntimeError as error:
             if not _is_out_of_memory(error):

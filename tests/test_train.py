@@ -155,11 +155,35 @@ def test_length_grouping_sorts_within_each_step_and_keeps_its_examples():
     for step_grouped, step_plain in zip(grouped, plain):
         assert sorted(sum(step_grouped, [])) == sorted(sum(step_plain, []))  # the same examples, so the same gradient
         flat = [lengths[i] for micro in step_grouped for i in micro]
-        assert flat == sorted(flat)
+        assert flat == sorted(flat, reverse=True)
 
     def padded_tokens(steps):
         return sum(len(micro) * max(lengths[micro]) for step in steps for micro in step)
     assert padded_tokens(grouped) < 0.8 * padded_tokens(plain)
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_least_padding_split_is_the_best_split_within_the_fixed_splits_passes_and_peak(seed):
+    rng = np.random.default_rng(seed)
+    lengths = sorted(rng.integers(1, 500, size=rng.integers(1, 10)).tolist(), reverse=True)
+    micro_batch = int(rng.integers(1, 4))
+    fixed = [(i, min(i + micro_batch, len(lengths))) for i in range(0, len(lengths), micro_batch)]
+
+    def padded(split):
+        return [(end - begin) * lengths[begin] for begin, end in split]
+    feasible = [split for split in _contiguous_splits(len(lengths))
+                if len(split) <= len(fixed) and max(padded(split)) <= max(padded(fixed))]
+    chosen = datasets.least_padding_split(lengths, micro_batch)
+    assert chosen in feasible
+    assert sum(padded(chosen)) == min(sum(padded(split)) for split in feasible)
+
+
+def _contiguous_splits(count: int, begin: int = 0):
+    if begin == count:
+        yield []
+    for end in range(begin + 1, count + 1):
+        for rest in _contiguous_splits(count, end):
+            yield [(begin, end)] + rest
 
 
 def test_a_padding_free_trial_learns_like_a_padded_one():
