@@ -2,7 +2,7 @@
 machine, same base models, same grid points, same data (tiny presets, where the full grid is affordable).
 
     python scripts/bench_sweep.py                      # about 15 minutes on 2 cores
-    python scripts/bench_sweep.py --family gemma2 --budget-share 0.2
+    python scripts/bench_sweep.py --family gemma2 --budget-share 0.2 --seed 1
 
 The grid is `paper-bt`'s (10 learning rates x 1 epoch per base model), every point trained to the end (ASHA
 off). ASHA + TPE samples the same points (`--num-samples` per model, ASHA per model); the budget-aware mode
@@ -30,6 +30,8 @@ def parse_args(argv=None):
     parser.add_argument("--num-samples", type=int, default=3, help="ASHA + TPE trials per model (default: 3)")
     parser.add_argument("--budget-share", type=float, default=0.3,
                         help="the budget-aware mode's budget, as a share of the grid's trial-steps (default: 0.3)")
+    parser.add_argument("--seed", type=int, default=0,
+                        help="the sweeps' seed: samplers, model init, data order and the built-in corpus (default: 0)")
     parser.add_argument("--keep", metavar="DIR", help="keep the three run directories in DIR")
     return parser.parse_args(argv)
 
@@ -69,7 +71,7 @@ def main(argv=None):
         space_dir.mkdir(parents=True, exist_ok=True)
         full_grid = grid_without_early_stopping(space_dir)
         common = ["--family", args.family, "--scale", "tiny", "--storage", str(scratch), "--search-spaces",
-                  str(space_dir), "--overwrite"]
+                  str(space_dir), "--seed", str(args.seed), "--overwrite"]
         ledgers = {}
 
         def sweep(mode: str, *flags: str) -> pd.DataFrame:
