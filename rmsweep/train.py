@@ -4,10 +4,10 @@
 loop itself, which also runs without Ray (tests, debugging) with rank 0 of 1.
 
 Recipe (arXiv 2505.10775): AdamW, linear warmup (20 steps) then constant lr, gradients clipped to norm 1, a
-global batch split over workers and gradient-accumulation micro-batches, evaluation on the validation pairs every `eval_every`
-steps, each with a checkpoint: the model, plus the optimizer, schedule, step and RNG state in
-`trainer_state.pt`, so that a trial whose worker dies resumes at its last evaluation (Ray Train restarts the
-worker group and hands the loop its latest checkpoint). Ray Train keeps the best checkpoint and the latest.
+global batch split over workers and gradient-accumulation micro-batches, evaluation on the validation pairs
+every `eval_every` steps, each with a checkpoint: the model, plus the optimizer, schedule, step and RNG state
+in `trainer_state.pt`, so that a trial whose worker dies resumes at its last evaluation (Ray Train restarts
+the worker group and hands the loop its latest checkpoint). Ray Train keeps the best checkpoint and the latest.
 
 A non-finite loss on any rank stops the trial at once with `diverged` set in its last report. Running out of
 memory stops a one-worker trial the same way, `out_of_memory` naming the model and batch; with several workers

@@ -1,7 +1,7 @@
 """rmsweep's trainer vs TRL's RewardTrainer vs a plain PyTorch loop: one run, same hardware, model, data,
 batch, dtype and steps; each contender in its own process, one after the other.
 
-    python scripts/bench_trainer.py                 # CPU, about 5 minutes on 2 cores
+    python scripts/bench_trainer.py                 # CPU, about 10 minutes on 2 cores
     python scripts/bench_trainer.py --device cuda --preset qwen2.5-1.5b
         # bf16 on a GPU, a model of Qwen2.5-1.5B's shape; adds MFU (6 x params x tokens / time / peak)
 
@@ -11,8 +11,8 @@ trains on the same examples. Tokens/s counts real (non-pad) tokens of chosen and
 loop only. Validation accuracy: every trained model scored the same way on the same held-out pairs.
 Contenders:
 - rmsweep: `train.fit_reward_model` as a trial runs it (chosen and rejected in one pass, each step's examples
-  sorted by length into micro-batches, padding-free where the attention supports it); also without length
-  grouping, and forced padding-free, to show what each contributes;
+  sorted by length and split where padding is least, padding-free where the attention supports it); also
+  without length grouping, forced padding-free, and with gradient checkpointing, to show what each does;
 - TRL: `RewardTrainer` with `RewardConfig`, as its docs show, the same batch split (micro-batch x accumulation),
   gradient checkpointing off (its default is on);
 - plain: a PyTorch loop with right padding, random micro-batches, chosen and rejected in two passes.
@@ -231,16 +231,13 @@ def main(argv=None):
             return table.loc[numerator, column] / table.loc[denominator, column]
         return None
 
-    def memory_ratio(numerator: str, denominator: str):
-        return ratio(numerator, denominator, "peak_memory_mb")
-
     headline = {
         "rmsweep_vs_trl": ratio("rmsweep", "TRL RewardTrainer"),
         "rmsweep_vs_plain": ratio("rmsweep", "plain PyTorch loop"),
         "length_grouping_gain": ratio("rmsweep", "rmsweep, no length grouping"),
         "padding_free_gain": ratio("rmsweep, padding-free", "rmsweep"),
         "checkpointing_speed": ratio("rmsweep, gradient checkpointing", "rmsweep"),
-        "checkpointing_memory": memory_ratio("rmsweep, gradient checkpointing", "rmsweep"),
+        "checkpointing_memory": ratio("rmsweep, gradient checkpointing", "rmsweep", "peak_memory_mb"),
         **{f"{key}_val_accuracy": table["val_accuracy"].get(name) for key, name in
            (("rmsweep", "rmsweep"), ("trl", "TRL RewardTrainer"), ("plain", "plain PyTorch loop"))},
         "rmsweep_mfu": table["MFU"].get("rmsweep") if "MFU" in table else None,
