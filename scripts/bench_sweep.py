@@ -2,7 +2,8 @@
 machine, same base models, same grid points, same data (tiny presets, where the full grid is affordable).
 
     python scripts/bench_sweep.py                      # about 15 minutes on 2 cores
-    python scripts/bench_sweep.py --family gemma2 --budget-share 0.2 --seed 1
+    python scripts/bench_sweep.py --family gemma2 --budget-share 0.2
+    python scripts/bench_sweep.py --seed 1 --grace-period 2   # another draw; ASHA waits 2 evaluations
 
 The grid is `paper-bt`'s (10 learning rates x 1 epoch per base model), every point trained to the end (ASHA
 off). ASHA + TPE samples the same points (`--num-samples` per model, ASHA per model); the budget-aware mode
@@ -30,20 +31,24 @@ def parse_args(argv=None):
     parser.add_argument("--num-samples", type=int, default=3, help="ASHA + TPE trials per model (default: 3)")
     parser.add_argument("--budget-share", type=float, default=0.3,
                         help="the budget-aware mode's budget, as a share of the grid's trial-steps (default: 0.3)")
+    parser.add_argument("--grace-period", type=int, metavar="EVALS",
+                        help="ASHA's grace period for the two searched modes, in evaluations (default: paper-bt's, 1 "
+                             "for tiny)")
     parser.add_argument("--seed", type=int, default=0,
                         help="the sweeps' seed: samplers, model init, data order and the built-in corpus (default: 0)")
     parser.add_argument("--keep", metavar="DIR", help="keep the three run directories in DIR")
     return parser.parse_args(argv)
 
 
-def grid_without_early_stopping(directory: Path) -> str:
-    """`paper-bt` with ASHA's grace period past every trial's end: the full grid, each point run to the end."""
+def paper_bt_with_grace_period(directory: Path, name: str, grace_period: int) -> str:
+    """A copy of `paper-bt` (beside the built-in spaces, in `directory`) whose tiny ASHA waits `grace_period`
+    evaluations before stopping a trial; past every trial's end, it is the full grid run to the end."""
     space = yaml.safe_load((spaces.DEFAULT_DIR / "paper-bt.yaml").read_text())
-    space["by_scale"]["tiny"]["asha"] = {"grace_period": 10_000}
+    space["by_scale"]["tiny"]["asha"] = {"grace_period": grace_period}
     for path in spaces.DEFAULT_DIR.glob("*.yaml"):
         shutil.copy(path, directory)
-    (directory / "paper-bt-full-grid.yaml").write_text(yaml.safe_dump(space))
-    return "paper-bt-full-grid"
+    (directory / f"{name}.yaml").write_text(yaml.safe_dump(space))
+    return name
 
 
 def summarize(trials: pd.DataFrame, target: float, best_models: set) -> dict:
@@ -69,7 +74,9 @@ def main(argv=None):
         scratch = Path(args.keep or scratch)
         space_dir = scratch / "spaces"
         space_dir.mkdir(parents=True, exist_ok=True)
-        full_grid = grid_without_early_stopping(space_dir)
+        full_grid = paper_bt_with_grace_period(space_dir, "paper-bt-full-grid", 10_000)
+        searched = (paper_bt_with_grace_period(space_dir, "paper-bt-grace", args.grace_period) if args.grace_period
+                    else "paper-bt")
         common = ["--family", args.family, "--scale", "tiny", "--storage", str(scratch), "--search-spaces",
                   str(space_dir), "--seed", str(args.seed), "--overwrite"]
         ledgers = {}
@@ -84,8 +91,8 @@ def main(argv=None):
 
         grid = sweep("grid", "--space", full_grid, "--sampler", "grid")
         grid_steps = int(grid["steps"].sum())
-        sweep("asha-tpe", "--space", "paper-bt", "--sampler", "tpe", "--num-samples", str(args.num_samples))
-        sweep("budget", "--space", "paper-bt", "--sampler", "tpe", "--budget", str(int(args.budget_share * grid_steps)))
+        sweep("asha-tpe", "--space", searched, "--sampler", "tpe", "--num-samples", str(args.num_samples))
+        sweep("budget", "--space", searched, "--sampler", "tpe", "--budget", str(int(args.budget_share * grid_steps)))
     ray.shutdown()
 
     per_model = grid.groupby("model")["best_val_accuracy"].max()
