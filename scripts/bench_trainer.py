@@ -100,10 +100,8 @@ def run_rmsweep(args, spec, data, length_grouping=True, padding_free="auto", gra
     )
     train.fit_reward_model(config, lambda metrics, checkpoint: reports.append(metrics), device=args.device)
     final = reports[-1]
-    tokens = sum(len(c) + len(r) for c, r in datasets.tokenize_pairs(
-        load(spec)[0], data["train"], args.max_length).sequences)
-    return {"tokens": tokens, "seconds": tokens / final["tokens_per_second"], "val_accuracy": final["val_accuracy"],
-            "padding_free": final["padding_free"]}
+    return {"tokens": args.train_tokens, "seconds": args.train_tokens / final["tokens_per_second"],
+            "val_accuracy": final["val_accuracy"], "padding_free": final["padding_free"]}
 
 
 def run_plain(args, spec, data):
@@ -202,7 +200,10 @@ def main(argv=None):
     tokenizer, model = load(spec)
     params = model.num_parameters()
     del model  # each contender loads its own, in its own process
-    lengths = datasets.sequence_lengths(datasets.tokenize_pairs(tokenizer, data["train"], args.max_length))
+    tokenized = datasets.tokenize_pairs(tokenizer, data["train"], args.max_length)
+    lengths = datasets.sequence_lengths(tokenized)
+    # Real tokens of one epoch, as rmsweep's trainer tokenizes them: it reports tokens/s, not the count.
+    args.train_tokens = sum(len(chosen) + len(rejected) for chosen, rejected in tokenized.sequences)
     print(f"model: {params / 1e6:.1f}M parameters; {len(data['train'])} training pairs, longer side "
           f"{np.percentile(lengths, 10):.0f} / {np.median(lengths):.0f} / {np.percentile(lengths, 90):.0f} / "
           f"{lengths.max()} tokens (p10 / median / p90 / max); {args.steps} steps of {args.batch} pairs "
