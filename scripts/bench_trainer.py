@@ -100,6 +100,11 @@ def run_rmsweep(args, spec, data, length_grouping=True, padding_free="auto", gra
     )
     train.fit_reward_model(config, lambda metrics, checkpoint: reports.append(metrics), device=args.device)
     final = reports[-1]
+    # A trial that ran out of memory or diverged ends early and reports its best accuracy so far (0 before its
+    # first evaluation): not a result to compare.
+    if final["out_of_memory"] or final["diverged"]:
+        raise RuntimeError(f"stopped at step {final['step']} of {final['total_steps']}: "
+                           f"{final['out_of_memory'] or 'diverged (non-finite loss)'}")
     return {"tokens": args.train_tokens, "seconds": args.train_tokens / final["tokens_per_second"],
             "val_accuracy": final["val_accuracy"], "padding_free": final["padding_free"]}
 
