@@ -11,6 +11,7 @@ SCRIPTS = Path(__file__).resolve().parent.parent / "scripts"
 sys.path.insert(0, str(SCRIPTS))
 
 import bench_sweep  # noqa: E402
+import bench_trainer  # noqa: E402
 
 
 def _result(command: list[str]) -> dict:
@@ -44,3 +45,31 @@ def test_sweep_benchmark_counts_steps_until_the_grids_best_is_reached():
     assert figures["picked_model"] == "b" and figures["same_best_model"]
     never = bench_sweep.summarize(ledger.iloc[:2], target=0.90, best_models={"b"})
     assert never["steps_to_reach"] is None and not never["same_best_model"]
+
+
+def test_sweep_benchmark_meets_the_target_only_cheaply_within_half_a_point_and_on_the_right_model():
+    grid = pd.DataFrame({"model": ["a"] * 5 + ["b"] * 5, "steps": [64] * 10,
+                         "best_val_accuracy": [0.80] * 5 + [0.90] * 5})  # 640 trial-steps, b best at 0.90
+    ledgers = {
+        "cheap": pd.DataFrame({"model": ["a", "b"], "steps": [64, 128], "best_val_accuracy": [0.8, 0.897]}),
+        "too dear": pd.DataFrame({"model": ["a", "b"], "steps": [64, 192], "best_val_accuracy": [0.8, 0.9]}),
+        "short": pd.DataFrame({"model": ["a", "b"], "steps": [64, 64], "best_val_accuracy": [0.8, 0.89]}),
+        "wrong model": pd.DataFrame({"model": ["a", "b"], "steps": [64, 64], "best_val_accuracy": [0.9, 0.85]}),
+    }
+    table = bench_sweep.compare(grid, ledgers)
+    assert table["met"].to_dict() == {"cheap": True, "too dear": False, "short": False, "wrong model": False}
+    assert table.loc["cheap", "share_of_grid_steps"] == pytest.approx(0.3)
+    assert table.loc["short", "val_gap_points"] == pytest.approx(1.0)
+
+
+def test_trainer_benchmark_refuses_a_run_that_stopped_early(monkeypatch):
+    """A trial out of memory reports accuracy 0 and the throughput of the steps it took: not a figure."""
+    def out_of_memory_at_step_3(config, report, device):
+        report({"step": 3, "total_steps": 32, "out_of_memory": "out of memory: bench", "diverged": False,
+                "val_accuracy": 0.0, "tokens_per_second": 1000.0, "padding_free": False}, None)
+
+    monkeypatch.setattr(bench_trainer.train, "fit_reward_model", out_of_memory_at_step_3)
+    args = bench_trainer.parse_args([])
+    args.train_tokens = 1000
+    with pytest.raises(RuntimeError, match="stopped at step 3 of 32: out of memory: bench"):
+        bench_trainer.run_rmsweep(args, spec={}, data={})
