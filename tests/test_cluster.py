@@ -7,7 +7,6 @@ import socket
 import subprocess
 import sys
 import threading
-import time
 
 import boto3
 import pandas as pd
@@ -17,6 +16,7 @@ import yaml
 from moto.server import ThreadedMotoServer
 from ray.cluster_utils import Cluster
 
+from ledger_polling import poll_ledger
 from rmsweep import run, spaces, storage
 
 pytestmark = pytest.mark.slow
@@ -115,19 +115,18 @@ def test_a_node_lost_mid_sweep_costs_no_trial(s3_cluster, tmp_path):
     removed = []
 
     def remove_the_worker_node_once_its_trial_trains():
-        deadline = time.time() + 240
-        while time.time() < deadline and not removed:
-            time.sleep(0.5)
-            try:
-                ledger = pd.read_csv(io.StringIO(run_dir.read_text("trials.csv")))
-            except (OSError, pd.errors.EmptyDataError):
-                continue
+        def worker_node_with_a_trial_past_step_16(ledger):
             for node in list(s3_cluster.worker_nodes):
                 on_node = ledger["status"].eq("running") & ledger["nodes"].eq(node.node_id[:8])
                 if (on_node & ledger["steps"].ge(16)).any():
-                    s3_cluster.remove_node(node, allow_graceful=False)
-                    removed.append((ledger.loc[on_node, "trial_id"].iloc[0], node.node_id[:8]))
-                    return
+                    return node, ledger.loc[on_node, "trial_id"].iloc[0]
+            return None
+
+        found = poll_ledger(lambda: _read_csv(run_dir, "trials.csv"), worker_node_with_a_trial_past_step_16)
+        if found:
+            node, trial_id = found
+            s3_cluster.remove_node(node, allow_graceful=False)
+            removed.append((trial_id, node.node_id[:8]))
 
     remover = threading.Thread(target=remove_the_worker_node_once_its_trial_trains, daemon=True)
     remover.start()

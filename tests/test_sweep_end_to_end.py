@@ -14,6 +14,7 @@ import ray
 import yaml
 from ray.util.state import list_actors
 
+from ledger_polling import poll_ledger
 from rmsweep import run, scoring, spaces
 
 pytestmark = pytest.mark.slow
@@ -178,17 +179,13 @@ def test_a_killed_worker_resumes_its_trial_from_the_latest_checkpoint(local_ray,
     killed = []
 
     def kill_the_worker_after_step_32():
-        deadline = time.time() + 240
-        while time.time() < deadline and not killed:
-            time.sleep(0.5)
-            try:
-                ledger = pd.read_csv(run_dir / "trials.csv")
-            except (FileNotFoundError, pd.errors.EmptyDataError):
-                continue
-            if (ledger["status"].eq("running") & ledger["steps"].ge(32)).any():
-                for worker in list_actors(filters=[("class_name", "=", "RayTrainWorker"), ("state", "=", "ALIVE")]):
-                    os.kill(worker.pid, signal.SIGKILL)
-                    killed.append(worker.pid)
+        def running_past_step_32(ledger):
+            return ledger if (ledger["status"].eq("running") & ledger["steps"].ge(32)).any() else None
+
+        while not killed and poll_ledger(lambda: pd.read_csv(run_dir / "trials.csv"), running_past_step_32) is not None:
+            for worker in list_actors(filters=[("class_name", "=", "RayTrainWorker"), ("state", "=", "ALIVE")]):
+                os.kill(worker.pid, signal.SIGKILL)
+                killed.append(worker.pid)
 
     killer = threading.Thread(target=kill_the_worker_after_step_32, daemon=True)
     killer.start()
@@ -216,19 +213,16 @@ def test_a_killed_sweep_driver_is_resumed_without_running_a_finished_trial_again
     driver = subprocess.Popen([sys.executable, "-m", "rmsweep.run", *args],
                               env={**os.environ, "RAY_ADDRESS": ray.get_runtime_context().gcs_address},
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    before = None
-    deadline = time.time() + 240
-    while driver.poll() is None and time.time() < deadline:
-        time.sleep(0.5)
-        try:
-            ledger = pd.read_csv(run_dir / "trials.csv")
-        except (FileNotFoundError, pd.errors.EmptyDataError):
-            continue
-        if (ledger["status"] != "running").sum() >= 1 and (ledger["status"].eq("running")
-                                                           & ledger["steps"].ge(16)).any():
-            driver.send_signal(signal.SIGKILL)
-            driver.wait()
-            before = ledger
+
+    def one_finished_and_one_past_step_16(ledger):
+        finished, running = ledger["status"] != "running", ledger["status"].eq("running")
+        return ledger if finished.any() and (running & ledger["steps"].ge(16)).any() else None
+
+    before = poll_ledger(lambda: pd.read_csv(run_dir / "trials.csv"), one_finished_and_one_past_step_16,
+                         still_running=lambda: driver.poll() is None)
+    if before is not None:
+        driver.send_signal(signal.SIGKILL)
+        driver.wait()
     assert before is not None, "the sweep ended before it could be interrupted"
     # Ray ends the killed driver's actors and worker groups: wait until their CPUs are free again.
     deadline = time.time() + 120
