@@ -213,8 +213,9 @@ def check_hub_reachable(specs: dict) -> None:
             ) from None
 
 
-def resolve(args: argparse.Namespace) -> tuple[dict, spaces.SearchSpace, storage.Location]:
-    """Everything the sweep needs, validated; raises UsageError before anything is written."""
+def resolve(args: argparse.Namespace) -> tuple[dict, spaces.SearchSpace, storage.Location, storage.Location]:
+    """Everything the sweep needs, validated: (settings, search space, storage root, run directory); raises
+    UsageError before anything is written."""
     if not args.family:
         raise UsageError("--family is required (see --list-families)")
     try:
@@ -328,7 +329,7 @@ def resolve(args: argparse.Namespace) -> tuple[dict, spaces.SearchSpace, storage
         "benchmarks": ["rewardbench", "rewardbench2"] if data_spec == "builtin"
         else [entry["source"] for entry in data_spec["eval"]],
     }
-    return settings, space, run_dir
+    return settings, space, root, run_dir
 
 
 def budget_priors(names: list[str], rm_type: str) -> dict:
@@ -416,7 +417,7 @@ def main(argv=None) -> int:
         print_families()
         return 0
     try:
-        settings, space, run_dir = resolve(args)
+        settings, space, root, run_dir = resolve(args)
         print("loading and checking the data ...", flush=True)
         data = sources.load(space.data, args.rm_type, args.data_dir, args.seed)
     except (UsageError, sources.DataError) as error:
@@ -428,7 +429,7 @@ def main(argv=None) -> int:
                     data_fingerprints={"train": token_cache.fingerprint(data.train),
                                        "validation": token_cache.fingerprint(data.validation)},
                     # Beside the runs, not in one: later sweeps on the same data and tokenizer reuse it.
-                    token_cache=storage.Location(args.storage).child("token_cache").uri)
+                    token_cache=root.child("token_cache").uri)
 
     import pandas as pd
     import ray
@@ -445,7 +446,7 @@ def main(argv=None) -> int:
         )
         print(f"Ray dashboard: http://{context.dashboard_url}", flush=True)
     try:
-        settings.update(place_trials(settings, storage.Location(args.storage)))
+        settings.update(place_trials(settings, root))
         ledger = resume_ledger(run_dir, settings) if args.resume else []
     except UsageError as error:
         print(f"rmsweep.run: error: {error}", file=sys.stderr)

@@ -39,7 +39,22 @@ MAX_REPEATS = 20  # times a study may suggest an already-run point before the re
 TRIAL_DRIVER_CPUS = 0.01  # the trial function only waits on its worker group; Tune refuses a zero request
 
 
-class EvenAllocation:
+class Allocation:
+    """Which base model gets the next trial: `assign` names one, or returns None (ask again once a running trial
+    has reported) or Searcher.FINISHED. The searcher passes every trial's results on, for allocations that
+    weigh them."""
+
+    def assign(self, trial_id: str, suggested: Counter):
+        raise NotImplementedError
+
+    def on_result(self, trial_id: str, result: dict) -> None:
+        """A trial's evaluation."""
+
+    def on_complete(self, trial_id: str, result: dict | None) -> None:
+        """A trial's end, with its last result when ASHA stopped it."""
+
+
+class EvenAllocation(Allocation):
     """`samples_per_model` trials for every base model, handed out round-robin."""
 
     def __init__(self, models: list[str], samples_per_model: int):
@@ -49,14 +64,8 @@ class EvenAllocation:
         open_models = [m for m in self._models if suggested[m] < self._samples_per_model]
         return min(open_models, key=lambda m: suggested[m]) if open_models else Searcher.FINISHED
 
-    def on_result(self, trial_id: str, result: dict) -> None:
-        pass  # the count of trials per model is all it needs
 
-    def on_complete(self, trial_id: str, result: dict | None) -> None:
-        pass
-
-
-class ModelHalving:
+class ModelHalving(Allocation):
     """Budget-aware allocation: successive halving over base models, seeded by the selector's predictions.
 
     Round 0 gives `first_round` trials to each model the selector ranks in its top half, one to the others.
