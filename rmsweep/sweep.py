@@ -289,7 +289,9 @@ def run_trial(config: dict, settings: dict) -> None:
         "seed": settings["seed"], "regression_weights": settings["validation_weights"], "data": settings["data_ref"],
         "strategy": placement["strategy"], "token_cache": settings["token_cache"],
         "data_fingerprints": settings["data_fingerprints"], "padding_free": settings["padding_free"],
-        "length_grouping": True, "gradient_checkpointing": placement["gradient_checkpointing"],
+        "length_grouping": True,
+        # On where the placement turned it on; else as asked, where "auto" turns it on once a step runs out of memory.
+        "gradient_checkpointing": placement["gradient_checkpointing"] or settings["gradient_checkpointing"],
     }
     # The trial driver's token CPU comes out of its workers' share: a trial reserves workers x cpus-per-worker.
     workers = placement["workers"]
@@ -337,7 +339,7 @@ class LedgerCallback(tune.Callback):
         return {"started": time.time(), "best": float("nan"), "checkpoint": None, "step": 0, "total_steps": None,
                 "train_truncated": None, "train_dropped": None, "diverged": False, "out_of_memory": "",
                 "nodes": None, "tokens_per_second": None, "startup_seconds": None, "eval_seconds": None,
-                "loop_seconds": None}
+                "loop_seconds": None, "gradient_checkpointing": None}
 
     def _row(self, trial, status: str, error: str = "") -> dict:
         state = self._trials.get(trial.trial_id) or self._new_state()  # e.g. failed before it started
@@ -356,6 +358,7 @@ class LedgerCallback(tune.Callback):
             "ray_overhead_seconds": None if state["loop_seconds"] is None or status == "running"
             else round(wall_seconds - state["loop_seconds"], 1),
             "nodes": state["nodes"], "gpus": placement["workers"] * placement["gpus_per_worker"],
+            "gradient_checkpointing": state["gradient_checkpointing"],
             "checkpoint": state["checkpoint"], "error": error,
         }
 
@@ -376,6 +379,7 @@ class LedgerCallback(tune.Callback):
         state["diverged"], state["out_of_memory"], state["nodes"] = (result["diverged"], result["out_of_memory"],
                                                                      result["nodes"])
         state["tokens_per_second"] = round(result["tokens_per_second"], 1)
+        state["gradient_checkpointing"] = result["gradient_checkpointing"]
         for key in ("startup_seconds", "eval_seconds", "loop_seconds"):
             state[key] = round(result[key], 2)
         # The trial's best checkpoint, as Ray Train keeps it: on equal scores, the later one.

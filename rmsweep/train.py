@@ -10,12 +10,15 @@ in `trainer_state.pt`, so that a trial whose worker dies resumes at its last eva
 the worker group and hands the loop its latest checkpoint). Ray Train keeps the best checkpoint and the latest.
 
 A non-finite loss on any rank stops the trial at once with `diverged` set in its last report. Running out of
-memory stops a one-worker trial the same way, `out_of_memory` naming the model and batch; with several workers
-it raises that message (the other ranks wait in a collective, so Ray Train must end the group).
+memory in a one-worker trial whose checkpointing is left to `auto` turns gradient checkpointing on and redoes
+the step; out of memory with it on (or off by choice) stops the trial the same way as divergence,
+`out_of_memory` naming the model and batch; with several workers it raises that message (the other ranks wait
+in a collective, so Ray Train must end the group).
 
 Speed (README, Performance): chosen and rejected in one forward pass; each step's examples sorted by length
 and split into micro-batches where padding is least (the same gradient); padding-free packed rows where
-attention supports them; bf16 autocast and fused AdamW on a GPU; gradient checkpointing when asked for.
+attention supports them; bf16 autocast and fused AdamW on a GPU; gradient checkpointing when asked for, or when
+a step does not fit without it.
 """
 import itertools
 import json
@@ -75,6 +78,40 @@ def _micro_batch_loss(model, config: dict, tokenized: datasets.Tokenized, indice
     return loss
 
 
+def _accumulate_gradients(model, config: dict, tokenized: datasets.Tokenized, micro_batches: list, pad_id: int,
+                           device, padding_free: bool, per_rank: int, world_size: int) -> tuple[list[float], int, str]:
+    """One step's forward and backward passes: (each micro-batch's loss, the real tokens trained on, and "" or
+    what ran out of memory, with no losses or tokens then).
+
+    Each micro-batch's mean loss is weighted by its share of the rank's examples (length-grouped micro-batches
+    differ in size), and DDP averages the ranks: the gradient is that of the mean loss over the global batch,
+    reduced across ranks once per step, on its last micro-batch.
+    """
+    losses, tokens = [], 0
+    try:
+        for index, micro_batch in enumerate(micro_batches):
+            with distributed.gradient_sync(model, enabled=index == len(micro_batches) - 1):
+                loss = _micro_batch_loss(model, config, tokenized, micro_batch, pad_id, device, padding_free)
+                (loss * len(micro_batch) / per_rank).backward()
+            losses.append(loss.item())
+            tokens += _tokens(tokenized, micro_batch)
+    except RuntimeError as error:
+        if not _is_out_of_memory(error):
+            raise
+        out_of_memory = (f"out of memory: {config['model']}, micro-batch {config['micro_batch_size']} x up to "
+                         f"{config['max_length']} tokens (global batch {config['global_batch_size']}, "
+                         f"{world_size} worker(s)) on {device}")
+        if world_size > 1:  # the other ranks wait in a collective this one left: Ray Train must end them all
+            raise RuntimeError(out_of_memory) from error
+        return [], 0, out_of_memory
+    return losses, tokens, ""
+
+
+def _turn_on_gradient_checkpointing(model) -> None:
+    """Recompute activations in the backward pass: less memory, about a third more compute."""
+    modeling.unwrap(model).model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+
+
 def _tokens(tokenized: datasets.Tokenized, indices: list[int]) -> int:
     """Real (non-pad) tokens of these rows: what throughput counts."""
     rows = [tokenized.sequences[i] for i in indices]
@@ -125,8 +162,9 @@ def fit_reward_model(config: dict, report, rank: int = 0, world_size: int = 1, d
     validation = token_cache.load_or_tokenize(
         cache, {**key, "data": config["data_fingerprints"]["validation"], "as": "tokenize_pairs"},
         lambda: datasets.tokenize_pairs(tokenizer, records["validation"], config["max_length"]))
-    if config["gradient_checkpointing"]:  # recompute activations in backward: less memory, ~1/3 more compute
-        model.model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    checkpointing = config["gradient_checkpointing"] is True  # "auto": off until a step runs out of memory
+    if checkpointing:
+        _turn_on_gradient_checkpointing(model)
     # Padding-free where attention runs per packed sequence (else length-grouped padded micro-batches).
     padding_free = (modeling.supports_padding_free(model) if config["padding_free"] == "auto"
                     else config["padding_free"])
@@ -140,9 +178,7 @@ def fit_reward_model(config: dict, report, rank: int = 0, world_size: int = 1, d
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: min(1.0, (step + 1) / warmup))
     steps_per_epoch = len(train.sequences) // config["global_batch_size"]
     total_steps = config["epochs"] * steps_per_epoch
-    # Each micro-batch's mean loss is weighted by its share of the rank's examples (length-grouped micro-batches
-    # differ in size), and DDP averages the ranks: the gradient is that of the mean loss over the global batch.
-    per_rank = config["global_batch_size"] // world_size
+    per_rank = config["global_batch_size"] // world_size  # examples per rank and step
 
     step, best_accuracy, recent_losses = 0, float("-inf"), []
     if resume_from:
@@ -169,24 +205,19 @@ def fit_reward_model(config: dict, report, rank: int = 0, world_size: int = 1, d
     for epoch, micro_batches in itertools.islice(all_steps, step, None):
         step_started = time.perf_counter()
         model.train()
-        out_of_memory = ""
-        try:
-            for index, micro_batch in enumerate(micro_batches):
-                # Gradients are reduced across ranks once per step, on its last micro-batch.
-                with distributed.gradient_sync(model, enabled=index == len(micro_batches) - 1):
-                    loss = _micro_batch_loss(model, config, train, micro_batch, pad_id, device, padding_free)
-                    (loss * len(micro_batch) / per_rank).backward()
-                recent_losses.append(loss.item())
-                tokens += _tokens(train, micro_batch)
-        except RuntimeError as error:
-            if not _is_out_of_memory(error):
-                raise
-            out_of_memory = (f"out of memory: {config['model']}, micro-batch {config['micro_batch_size']} x up to "
-                             f"{config['max_length']} tokens (global batch {config['global_batch_size']}, "
-                             f"{world_size} worker(s)) on {device}")
-            if world_size > 1:  # the other ranks wait in a collective this one left: Ray Train must end them all
-                raise RuntimeError(out_of_memory) from error
-        step_losses = recent_losses[-len(micro_batches):]
+        step_losses, step_tokens, out_of_memory = _accumulate_gradients(
+            model, config, train, micro_batches, pad_id, device, padding_free, per_rank, world_size)
+        if out_of_memory and config["gradient_checkpointing"] == "auto" and not checkpointing:
+            # What did not fit may fit with activations recomputed: the step again, from no gradients.
+            optimizer.zero_grad(set_to_none=True)
+            if torch.device(device).type == "cuda":
+                torch.cuda.empty_cache()
+            _turn_on_gradient_checkpointing(model)
+            checkpointing = True
+            step_losses, step_tokens, out_of_memory = _accumulate_gradients(
+                model, config, train, micro_batches, pad_id, device, padding_free, per_rank, world_size)
+        recent_losses += step_losses
+        tokens += step_tokens
         # Every rank must stop together (or the others wait forever in the next all-reduce).
         diverged = distributed.sum_across_ranks(float(not all(map(math.isfinite, step_losses))))[0] > 0
         stopped = diverged or bool(out_of_memory)
@@ -213,6 +244,7 @@ def fit_reward_model(config: dict, report, rank: int = 0, world_size: int = 1, d
             "validation_dropped": validation.dropped, "diverged": diverged, "out_of_memory": out_of_memory,
             "tokens_per_second": all_tokens / training_seconds, "resumed_from_step": resumed_from_step,
             "startup_seconds": startup_seconds, "eval_seconds": eval_seconds, "padding_free": padding_free,
+            "gradient_checkpointing": checkpointing,
             "loop_seconds": time.perf_counter() - started,  # the trial's wall time less this is Ray's overhead
         }
         recent_losses, tokens, training_seconds = [], 0, 0.0

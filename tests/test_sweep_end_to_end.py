@@ -54,6 +54,7 @@ def test_bradley_terry_sweep_of_a_family(local_ray, tmp_path, monkeypatch, capfd
     assert set(trials["status"]) <= {"completed", "stopped_early"}
     assert (trials["steps"] <= trials["total_steps"]).all()
     assert trials["trial_id"].is_unique
+    assert not trials["gradient_checkpointing"].any()  # auto, and no step ran out of memory
     assert not trials[["model", "lr", "epochs"]].duplicated().any()  # each trial its own sample
     assert set(best["model"]) == {"gemma-2-2b-it", "gemma-2-9b-it"}
     assert (best["val_accuracy"] >= 0.65).all()

@@ -118,6 +118,28 @@ def test_running_out_of_memory_stops_the_trial_and_names_model_and_batch(monkeyp
     assert [m["out_of_memory"] for m, _ in reports[:-1]] == [""]
 
 
+def test_out_of_memory_with_checkpointing_on_auto_turns_it_on_and_redoes_the_step(monkeypatch):
+    """Step 3 runs out of memory on its second micro-batch: the step is done again from no gradients with
+    activations recomputed, and the trial ends with the weights of one that never ran out of memory."""
+    real_loss, calls = train._micro_batch_loss, []
+
+    def out_of_memory_once_without_checkpointing(model, *args):
+        calls.append(1)
+        if len(calls) == 6 and not modeling.unwrap(model).model.is_gradient_checkpointing:
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        return real_loss(model, *args)
+
+    reference_reports, (reference, _) = _fit(train_pairs=128)  # 4 steps of 2 micro-batches
+    monkeypatch.setattr(train, "_micro_batch_loss", out_of_memory_once_without_checkpointing)
+    reports, (model, _) = _fit(train_pairs=128, gradient_checkpointing="auto")
+    metrics = reports[-1][0]
+    assert len(calls) == 4 * 2 + 2 and metrics  # step 3 twice: 2 passes more["gradient_checkpointing"] and not metrics["out_of_memory"]
+    assert not reference_reports[-1][0]["gradient_checkpointing"]
+    assert metrics["step"] == metrics["total_steps"] == 4
+    for (name, trained), expected in zip(model.named_parameters(), reference.parameters()):
+        torch.testing.assert_close(trained, expected, msg=name)
+
+
 def test_other_runtime_errors_are_not_taken_for_out_of_memory(monkeypatch):
     def broken(*args):
         raise RuntimeError("shape mismatch")
