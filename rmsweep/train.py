@@ -109,7 +109,12 @@ def _accumulate_gradients(model, config: dict, tokenized: datasets.Tokenized, mi
 
 def _turn_on_gradient_checkpointing(model) -> None:
     """Recompute activations in the backward pass: less memory, about a third more compute."""
-    modeling.unwrap(model).model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    base = modeling.unwrap(model).model
+    # transformers 5 renamed it activation checkpointing (the old name warns, and goes in v6); 4.x has the old one.
+    if hasattr(base, "activation_checkpointing_enable"):
+        base.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+    else:
+        base.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
 
 
 def _tokens(tokenized: datasets.Tokenized, indices: list[int]) -> int:
