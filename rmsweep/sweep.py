@@ -367,7 +367,8 @@ class LedgerCallback(tune.Callback):
             state = self._new_state()
             before = self._interrupted.get(trial.config.get("resume_trial_id"))
             if before is not None:  # resumed: its time, best score and best checkpoint so far carry over
-                state.update(started=time.time() - before["wall_seconds"], best=before["best_val_accuracy"],
+                best = before["best_val_accuracy"]  # None: interrupted before its first evaluation
+                state.update(started=time.time() - before["wall_seconds"], best=float("nan") if best is None else best,
                              checkpoint=before["checkpoint"] if isinstance(before["checkpoint"], str) else None)
             self._trials[trial.trial_id] = state
         self._aggregator.trial_progress.remote(self._row(trial, "running"))

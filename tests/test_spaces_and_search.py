@@ -1,11 +1,12 @@
 import shutil
 from collections import Counter
+from types import SimpleNamespace
 
 import pytest
 import yaml
 from ray.tune.search import Searcher
 
-from rmsweep import spaces, sweep
+from rmsweep import spaces, storage, sweep
 from rmsweep.sweep import PerModelSearcher
 
 
@@ -170,3 +171,23 @@ def test_tpe_on_a_list_of_points_does_not_rerun_a_point_while_new_ones_remain():
         points.append((config["lr"], config["epochs"]))
         searcher.on_trial_complete(f"t{i}", {"val_accuracy": 0.9 if config["lr"] == space.lr[0] else 0.5, "step": 1})
     assert len(set(points)) == space.grid_size()
+
+
+def test_a_trial_resumed_before_its_first_evaluation_keeps_its_ledger_row(tmp_path):
+    """Interrupted before it had evaluated (no best score yet, None in the resumed ledger): its first result
+    after the resume is its best so far, with that result's checkpoint."""
+    rows = []
+    aggregator = SimpleNamespace(trial_progress=SimpleNamespace(remote=rows.append))
+    interrupted = {"trial_id": "old1", "wall_seconds": 12.0, "best_val_accuracy": None, "checkpoint": None}
+    callback = sweep.LedgerCallback(aggregator, total_trials=1, placements={"a": {"workers": 1, "gpus_per_worker": 0}},
+                                    checkpoints=storage.Location(tmp_path), interrupted=[interrupted])
+    trial = SimpleNamespace(trial_id="t1", config={"model": "a", "lr": 1e-3, "epochs": 1, "resume_trial_id": "old1"})
+    callback.on_trial_start(0, [], trial)
+    result = {"step": 16, "total_steps": 64, "train_truncated": 0, "train_dropped": 0, "diverged": False,
+              "out_of_memory": "", "nodes": "n1", "tokens_per_second": 100.0, "gradient_checkpointing": False,
+              "startup_seconds": 1.0, "eval_seconds": 0.5, "loop_seconds": 5.0, sweep.METRIC: 0.8,
+              sweep.CHECKPOINT_PATH_KEY: str(tmp_path / "checkpoint_000000")}
+    callback.on_trial_result(0, [], trial, result)
+    assert rows[-1]["trial_id"] == "old1" and rows[-1]["best_val_accuracy"] == 0.8
+    assert rows[-1]["checkpoint"] == storage.Location(tmp_path).address_of(str(tmp_path / "checkpoint_000000"))
+    assert rows[-1]["wall_seconds"] >= 12.0
