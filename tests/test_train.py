@@ -134,7 +134,8 @@ def test_out_of_memory_with_checkpointing_on_auto_turns_it_on_and_redoes_the_ste
     monkeypatch.setattr(train, "_micro_batch_loss", out_of_memory_once_without_checkpointing)
     reports, (model, _) = _fit(train_pairs=128, gradient_checkpointing="auto")
     metrics = reports[-1][0]
-    assert len(calls) == 4 * 2 + 2 and metrics  # step 3 twice: 2 passes more["gradient_checkpointing"] and not metrics["out_of_memory"]
+    assert len(calls) == 4 * 2 + 2  # step 3 twice: 2 passes more
+    assert metrics["gradient_checkpointing"] and not metrics["out_of_memory"]
     assert not reference_reports[-1][0]["gradient_checkpointing"]
     assert metrics["step"] == metrics["total_steps"] == 4
     for (name, trained), expected in zip(model.named_parameters(), reference.parameters()):
