@@ -20,6 +20,7 @@ and split into micro-batches where padding is least (the same gradient); padding
 attention supports them; bf16 autocast and fused AdamW on a GPU; gradient checkpointing when asked for, or when
 a step does not fit without it.
 """
+import functools
 import itertools
 import json
 import math
@@ -210,8 +211,9 @@ def fit_reward_model(config: dict, report, rank: int = 0, world_size: int = 1, d
     for epoch, micro_batches in itertools.islice(all_steps, step, None):
         step_started = time.perf_counter()
         model.train()
-        step_losses, step_tokens, out_of_memory = _accumulate_gradients(
-            model, config, train, micro_batches, pad_id, device, padding_free, per_rank, world_size)
+        accumulate = functools.partial(_accumulate_gradients, model, config, train, micro_batches, pad_id, device,
+                                       padding_free, per_rank, world_size)
+        step_losses, step_tokens, out_of_memory = accumulate()
         if out_of_memory and config["gradient_checkpointing"] == "auto" and not checkpointing:
             # What did not fit may fit with activations recomputed: the step again, from no gradients.
             optimizer.zero_grad(set_to_none=True)
@@ -219,8 +221,7 @@ def fit_reward_model(config: dict, report, rank: int = 0, world_size: int = 1, d
                 torch.cuda.empty_cache()
             _turn_on_gradient_checkpointing(model)
             checkpointing = True
-            step_losses, step_tokens, out_of_memory = _accumulate_gradients(
-                model, config, train, micro_batches, pad_id, device, padding_free, per_rank, world_size)
+            step_losses, step_tokens, out_of_memory = accumulate()
         recent_losses += step_losses
         tokens += step_tokens
         # Every rank must stop together (or the others wait forever in the next all-reduce).
