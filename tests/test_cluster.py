@@ -56,14 +56,14 @@ def _read_csv(location: storage.Location, name: str) -> pd.DataFrame:
 
 
 def test_a_sweep_runs_on_both_nodes_with_its_results_in_shared_storage(s3_cluster):
-    status = run.main(["--family", "gemma2", "--scale", "tiny", "--num-samples", "2",
+    status = run.main(["--family", "gemma2", "--scale", "tiny", "--num-samples", "1",
                        "--storage", f"s3://{BUCKET}/runs"])
     assert status == 0
     run_dir = storage.Location(f"s3://{BUCKET}/runs/gemma2-bt-tiny")
     trials = _read_csv(run_dir, "trials.csv")
-    assert len(trials) == 4 and set(trials["status"]) <= {"completed", "stopped_early"}
+    assert len(trials) == 2 and set(trials["status"]) == {"completed"}  # one trial per model: ASHA stops neither
     nodes = {node["NodeID"][:8] for node in ray.nodes() if node["Alive"]}
-    assert set(trials["nodes"]) == nodes and len(nodes) == 2  # one CPU each: two trials at once, one per node
+    assert set(trials["nodes"]) == nodes and len(nodes) == 2  # one CPU each: the two trials at once, one per node
     best = _read_csv(run_dir, "best_per_model.csv")
     assert set(best["model"]) == {"gemma-2-2b-it", "gemma-2-9b-it"} and best["rewardbench"].notna().all()
     for name in ("selector.json", "report.md", "sweep.json", "lr_sensitivity.png",
@@ -78,7 +78,7 @@ def test_a_sweep_runs_on_both_nodes_with_its_results_in_shared_storage(s3_cluste
     result = subprocess.run([sys.executable, "-m", "rmsweep.status", "--storage", f"s3://{BUCKET}/runs",
                              "--name", "gemma2-bt-tiny"], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
-    assert "gemma2-bt-tiny: finished" in result.stdout and "4 of 4 finished" in result.stdout
+    assert "gemma2-bt-tiny: finished" in result.stdout and "2 of 2 finished" in result.stdout
 
 
 def test_storage_a_node_cannot_see_is_refused_before_any_trial(s3_cluster, capsys):
