@@ -76,7 +76,7 @@ def compare(grid: pd.DataFrame, ledgers: dict) -> pd.DataFrame:
     best_models = set(per_model[per_model == target].index)
     table = pd.DataFrame({mode: summarize(trials, target, best_models) for mode, trials in ledgers.items()}).T
     table["share_of_grid_steps"] = table["trial_steps"] / grid_steps
-    table["steps_to_reach_share"] = table["steps_to_reach"].map(lambda s: None if s is None else s / grid_steps)
+    table["steps_to_reach_share"] = pd.to_numeric(table["steps_to_reach"]) / grid_steps  # NaN: never reached
     table["val_gap_points"] = (target - table["best_val_accuracy"].astype(float)) * 100
     table["met"] = ((table["share_of_grid_steps"] <= MAX_STEP_SHARE) & table["steps_to_reach"].notna()
                     & table["same_best_model"].astype(bool))
