@@ -367,9 +367,9 @@ class LedgerCallback(tune.Callback):
             state = self._new_state()
             before = self._interrupted.get(trial.config.get("resume_trial_id"))
             if before is not None:  # resumed: its time, best score and best checkpoint so far carry over
-                best = before["best_val_accuracy"]  # None: interrupted before its first evaluation
-                state.update(started=time.time() - before["wall_seconds"], best=float("nan") if best is None else best,
-                             checkpoint=before["checkpoint"] if isinstance(before["checkpoint"], str) else None)
+                state.update(started=time.time() - before["wall_seconds"], checkpoint=before["checkpoint"])
+                if before["best_val_accuracy"] is not None:  # None: interrupted before its first evaluation
+                    state["best"] = before["best_val_accuracy"]
             self._trials[trial.trial_id] = state
         self._aggregator.trial_progress.remote(self._row(trial, "running"))
 
