@@ -188,7 +188,16 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument(
         "--seed", metavar="N", type=int, default=0, help="seed for samplers, model init and data order (default: 0)"
     )
+    parser.add_argument(
+        "--data-seed", metavar="N", type=int,
+        help="seed for the data itself: the built-in corpus's draw and the shuffle of a training mix (default: "
+             "--seed); keep it and change --seed to see how much a sweep's answer owes to its training seed",
+    )
     return parser.parse_args(argv)
+
+
+def data_seed(args: argparse.Namespace) -> int:
+    return args.seed if args.data_seed is None else args.data_seed
 
 
 def print_families() -> None:
@@ -307,6 +316,7 @@ def resolve(args: argparse.Namespace) -> tuple[dict, spaces.SearchSpace, storage
         "scale": args.scale,
         "name": name,
         "seed": args.seed,
+        "data_seed": data_seed(args),
         "model_specs": specs,
         "sampler": args.sampler,
         "samples_per_model": num_samples,
@@ -420,7 +430,7 @@ def main(argv=None) -> int:
     try:
         settings, space, root, run_dir = resolve(args)
         print("loading and checking the data ...", flush=True)
-        data = sources.load(space.data, args.rm_type, args.data_dir, args.seed)
+        data = sources.load(space.data, args.rm_type, args.data_dir, data_seed(args))
     except (UsageError, sources.DataError) as error:
         print(f"rmsweep.run: error: {error}", file=sys.stderr)
         return 2

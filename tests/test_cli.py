@@ -92,3 +92,18 @@ def test_an_impossible_placement_exits_2_before_any_trial(tmp_path):
     assert last_line.startswith("rmsweep.run: error: gemma-2-9b-it: no node offers one worker's 1 CPU and 4 GPU")
     assert "Traceback" not in result.stderr
     assert not (tmp_path / "runs" / "gemma2-bt-tiny").exists()
+
+
+def test_the_data_seed_is_the_seed_unless_set_apart(tmp_path, monkeypatch):
+    from rmsweep import run, sources
+
+    seeds = []
+
+    def load(spec, rm_type, data_dir, seed):
+        seeds.append(seed)
+        raise sources.DataError("stopped once the data's seed is known")
+
+    monkeypatch.setattr(sources, "load", load)
+    common = ["--family", "gemma2", "--scale", "tiny", "--storage", str(tmp_path), "--seed", "3"]
+    assert run.main(common) == 2 and run.main([*common, "--data-seed", "7"]) == 2
+    assert seeds == [3, 7]

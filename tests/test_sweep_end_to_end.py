@@ -69,7 +69,7 @@ def test_bradley_terry_sweep_of_a_family(local_ray, tmp_path, monkeypatch, capfd
     assert trials["tokens_per_second"].gt(0).all() and trials["nodes"].notna().all()
     assert list((run_dir / "tune").rglob("events.out.tfevents.*"))  # TensorBoard: tensorboard --logdir <run>/tune
     sweep = json.loads((run_dir / "sweep.json").read_text())
-    assert sweep["seed"] == 0 and "ray" in sweep["versions"] and sweep["wall_seconds"] > 0
+    assert sweep["seed"] == sweep["data_seed"] == 0 and "ray" in sweep["versions"] and sweep["wall_seconds"] > 0
     assert sweep["hf_token"] == "<redacted>"
     report = (run_dir / "report.md").read_text()
     assert "Best trial per base model" in report
