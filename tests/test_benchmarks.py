@@ -58,6 +58,8 @@ def test_sweep_benchmark_meets_the_target_only_cheaply_within_half_a_point_and_o
     }
     table = bench_sweep.compare(grid, ledgers)
     assert table["met"].to_dict() == {"cheap": True, "too dear": False, "short": False, "wrong model": False}
+    # What grid-rerun is judged by: the grid's answer held, at whatever cost.
+    assert table["answer_held"].to_dict() == {"cheap": True, "too dear": True, "short": False, "wrong model": False}
     assert table.loc["cheap", "share_of_grid_steps"] == pytest.approx(0.3)
     assert table.loc["short", "val_gap_points"] == pytest.approx(1.0)
 
