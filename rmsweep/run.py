@@ -196,10 +196,6 @@ def parse_args(argv=None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def data_seed(args: argparse.Namespace) -> int:
-    return args.seed if args.data_seed is None else args.data_seed
-
-
 def print_families() -> None:
     table = registry.models().set_index("name")
     for key, names in registry.families().items():
@@ -316,7 +312,7 @@ def resolve(args: argparse.Namespace) -> tuple[dict, spaces.SearchSpace, storage
         "scale": args.scale,
         "name": name,
         "seed": args.seed,
-        "data_seed": data_seed(args),
+        "data_seed": args.seed if args.data_seed is None else args.data_seed,
         "model_specs": specs,
         "sampler": args.sampler,
         "samples_per_model": num_samples,
@@ -430,7 +426,7 @@ def main(argv=None) -> int:
     try:
         settings, space, root, run_dir = resolve(args)
         print("loading and checking the data ...", flush=True)
-        data = sources.load(space.data, args.rm_type, args.data_dir, data_seed(args))
+        data = sources.load(space.data, args.rm_type, args.data_dir, settings["data_seed"])
     except (UsageError, sources.DataError) as error:
         print(f"rmsweep.run: error: {error}", file=sys.stderr)
         return 2
