@@ -27,7 +27,6 @@ BT_VARIANTS = ("plain", "margin", "scaled")  # losses.BT_VARIANTS, without impor
 SAMPLERS = ("tpe", "grid")
 WEIGHT_CHOICES = ("search", *scoring.PUBLISHED_WEIGHTS)
 DEFAULT_TPE_SAMPLES = 4
-WORKER_GROUP_START_TIMEOUT_S = "1800"
 ON_OFF_AUTO = {"on": True, "off": False, "auto": "auto"}
 OUTPUTS = ("trials.csv", "best_per_model.csv", "selector.json", "report.md", "scores/", "sweep.json")
 
@@ -446,11 +445,7 @@ def main(argv=None) -> int:
 
     if not ray.is_initialized():  # a caller (tests, a notebook) may have started Ray already
         context = ray.init(
-            address=os.environ.get("RAY_ADDRESS"), namespace="rmsweep", log_to_driver=False,
-            # Ray Train gives up on a worker group after 60 s without resources; GPU nodes that an autoscaler
-            # starts for it take minutes to boot.
-            runtime_env={"env_vars": {"RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S": WORKER_GROUP_START_TIMEOUT_S}},
-        )
+            address=os.environ.get("RAY_ADDRESS"), namespace="rmsweep", log_to_driver=False)
         print(f"Ray dashboard: http://{context.dashboard_url}", flush=True)
     try:
         settings.update(place_trials(settings, root))

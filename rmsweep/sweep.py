@@ -11,6 +11,7 @@
   Tune's TensorBoard logger writes every trial's metrics under <run>/tune.
 """
 import math
+import os
 import pickle
 import re
 import time
@@ -37,6 +38,22 @@ METRIC, MODE = "val_accuracy", "max"
 optuna.logging.set_verbosity(optuna.logging.WARNING)  # one line per study created is noise here
 MAX_REPEATS = 20  # times a study may suggest an already-run point before the repeat is accepted
 TRIAL_DRIVER_CPUS = 0.01  # the trial function only waits on its worker group; Tune refuses a zero request
+# Ray Train reads these from the environment of the process that builds a TorchTrainer (the trial) and passes
+# them on to its controller; a value the job's environment already sets wins.
+RAY_TRAIN_ENV = {
+    # Ray Train gives up on a worker group after 60 s without resources; GPU nodes that an autoscaler starts
+    # for it take minutes to boot.
+    "RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S": "1800",
+    # The controller polls its worker group every 2 s by default and a trial waits on several polls (start,
+    # end): 7 s of a tiny trial's 17 (scripts/bench_overhead.py). At 0.5 s: two small calls a second per worker.
+    "RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": "0.5",
+}
+
+
+def set_ray_train_env() -> None:
+    """Before a TorchTrainer is built: RAY_TRAIN_ENV, where the environment does not set a value already."""
+    for name, value in RAY_TRAIN_ENV.items():
+        os.environ.setdefault(name, value)
 
 
 class Allocation:
@@ -297,6 +314,7 @@ def run_trial(config: dict, settings: dict) -> None:
     workers = placement["workers"]
     resources = {"CPU": placement["cpus_per_worker"] - TRIAL_DRIVER_CPUS / workers,
                  "GPU": placement["gpus_per_worker"]}
+    set_ray_train_env()
     trainer = TorchTrainer(
         train_loop_per_worker,
         train_loop_config=train_config,

@@ -1,28 +1,33 @@
 """Per-trial fixed overhead of the Ray layer: the same tiny trial run in this process, and through Ray Train's
-TorchTrainer (one worker) as a sweep runs it, side by side in one run.
+TorchTrainer (one worker) as a sweep runs it, side by side in one run; and through Ray Train with Ray's
+defaults instead of the settings a sweep gives it (`sweep.RAY_TRAIN_ENV`: the controller's poll interval).
 
     python scripts/bench_overhead.py              # about 2 minutes on 2 cores
     python scripts/bench_overhead.py --repeats 3
 
-Both runs train the same model on the same data (a tiny gemma2 twin, the built-in corpus, one epoch); the
+All runs train the same model on the same data (a tiny gemma2 twin, the built-in corpus, one epoch); the
 difference is what Ray adds per trial: starting the worker group (a process that imports torch and
 transformers), the controller, reports and checkpoint uploads to storage, teardown. `ray.init` is paid once
 per sweep and printed apart. A sweep's report.md shows the same overhead measured on every trial
 (`ray_overhead_seconds`: a trial's wall time outside its training loop).
 """
 import argparse
+import os
 import tempfile
 import time
 
 import pandas as pd
 
-from rmsweep import sources, train
+from rmsweep import sources, sweep, train
 
 CONFIG = dict(model="gemma-2-2b-it", model_spec={"source": "tiny", "architecture": "gemma2"}, rm_type="bt",
               bt_variant="plain", reward_centering=0.0, lr=1e-3, epochs=1, global_batch_size=32, micro_batch_size=16,
               warmup_steps=20, eval_every=16, max_length=128, seed=0, regression_weights=None, strategy="ddp",
               token_cache=None, data_fingerprints={"train": "t", "validation": "v"}, padding_free="auto",
               length_grouping=True, gradient_checkpointing=False)
+
+
+RAY_TRAIN, RAY_DEFAULTS = "Ray Train, as a sweep sets it", "Ray Train, Ray's defaults"
 
 
 def in_process(config: dict) -> dict:
@@ -33,10 +38,14 @@ def in_process(config: dict) -> dict:
             "val_accuracy": reports[-1]["val_accuracy"]}
 
 
-def through_ray_train(config: dict, storage_path: str, name: str) -> dict:
+def through_ray_train(config: dict, storage_path: str, name: str, sweep_settings: bool) -> dict:
     import ray.train
     from ray.train.torch import TorchTrainer
 
+    for variable in sweep.RAY_TRAIN_ENV:  # Ray Train reads them when the trainer starts
+        os.environ.pop(variable, None)
+    if sweep_settings:
+        sweep.set_ray_train_env()
     trainer = TorchTrainer(
         train.train_loop_per_worker, train_loop_config=config,
         scaling_config=ray.train.ScalingConfig(num_workers=1, use_gpu=False),
@@ -67,9 +76,11 @@ def main(argv=None):
     with tempfile.TemporaryDirectory() as storage_path:
         for repeat in range(args.repeats):  # alternating, so that machine noise falls on both alike
             runs.append({"run": "in this process", **in_process(config)})
-            runs.append({"run": "Ray Train, 1 worker", **through_ray_train(config, storage_path, f"trial-{repeat}")})
-            print(f"  repeat {repeat + 1}: {runs[-2]['wall_seconds']:.1f} s in process, "
-                  f"{runs[-1]['wall_seconds']:.1f} s through Ray Train", flush=True)
+            runs.append({"run": RAY_TRAIN, **through_ray_train(config, storage_path, f"trial-{repeat}", True)})
+            runs.append({"run": RAY_DEFAULTS, **through_ray_train(config, storage_path, f"default-{repeat}", False)})
+            print(f"  repeat {repeat + 1}: {runs[-3]['wall_seconds']:.1f} s in process, "
+                  f"{runs[-2]['wall_seconds']:.1f} s through Ray Train as a sweep sets it, "
+                  f"{runs[-1]['wall_seconds']:.1f} s with Ray's defaults", flush=True)
     ray.shutdown()
 
     table = pd.DataFrame(runs)
@@ -77,14 +88,17 @@ def main(argv=None):
     medians = table.groupby("run", sort=False).median()
     print(f"\nray.init (once per sweep): {ray_init_seconds:.1f} s; medians of {args.repeats} runs each:\n")
     print(medians.to_string(float_format=lambda x: f"{x:.2f}"))
-    plain, ray_train = medians.loc["in this process"], medians.loc["Ray Train, 1 worker"]
+    plain, ray_train, defaults = (medians.loc[run] for run in ("in this process", RAY_TRAIN, RAY_DEFAULTS))
     overhead = ray_train["wall_seconds"] - plain["wall_seconds"]
+    defaults_overhead = defaults["wall_seconds"] - plain["wall_seconds"]
     ratio = ray_train["wall_seconds"] / plain["wall_seconds"]
     print(f"\nRay's fixed overhead per trial: {overhead:.1f} s ({ratio:.2f}x the in-process wall time); "
-          f"outside the training loop: {ray_train['outside_loop_seconds']:.1f} s")
+          f"outside the training loop: {ray_train['outside_loop_seconds']:.1f} s. "
+          f"With Ray's defaults: {defaults_overhead:.1f} s ({defaults_overhead / overhead:.2f}x)")
     print(f"RESULT ray_overhead_seconds={overhead:.2f} wall_ratio={ratio:.3f} "
           f"outside_loop_seconds={ray_train['outside_loop_seconds']:.2f} ray_init_seconds={ray_init_seconds:.2f} "
-          f"in_process_seconds={plain['wall_seconds']:.2f}")
+          f"in_process_seconds={plain['wall_seconds']:.2f} ray_defaults_overhead_seconds={defaults_overhead:.2f} "
+          f"defaults_to_sweep_overhead_ratio={defaults_overhead / overhead:.3f}")
 
 
 if __name__ == "__main__":

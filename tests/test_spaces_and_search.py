@@ -191,3 +191,14 @@ def test_a_trial_resumed_before_its_first_evaluation_keeps_its_ledger_row(tmp_pa
     assert rows[-1]["trial_id"] == "old1" and rows[-1]["best_val_accuracy"] == 0.8
     assert rows[-1]["checkpoint"] == storage.Location(tmp_path).address_of(str(tmp_path / "checkpoint_000000"))
     assert rows[-1]["wall_seconds"] >= 12.0
+
+
+def test_trials_hand_ray_train_the_sweep_settings_unless_the_environment_sets_them(monkeypatch):
+    from ray.train.v2._internal.constants import get_env_vars_to_propagate  # what a TorchTrainer passes on
+
+    monkeypatch.delenv("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", raising=False)
+    monkeypatch.setenv("RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S", "90")
+    sweep.set_ray_train_env()
+    passed_on = get_env_vars_to_propagate()
+    assert passed_on["RAY_TRAIN_HEALTH_CHECK_INTERVAL_S"] == sweep.RAY_TRAIN_ENV["RAY_TRAIN_HEALTH_CHECK_INTERVAL_S"]
+    assert passed_on["RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S"] == "90"
