@@ -7,7 +7,7 @@
   divided by `--gpu-memory-gb`, rounded up to a power of two. When one GPU cannot hold that state the
   workers shard it with FSDP; otherwise they replicate it with DDP. Gradient checkpointing (`auto`) is turned
   on where that state takes more than half of each GPU, leaving less than half for activations (activations are
-  not counted here: a one-worker trial turns it on itself when a step runs out of memory, see train.py).
+  not counted here: a trial turns it on itself when a step runs out of memory, see train.py).
 Tiny twins are sized as what they are (well under a million parameters), not as the model they stand in for.
 
 The cluster is what is running now plus, on an autoscaling cluster, every node type the autoscaler may

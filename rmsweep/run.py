@@ -156,8 +156,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument(
         "--gradient-checkpointing", choices=("auto", "on", "off"), default="auto",
         help="recompute activations in the backward pass (less memory, about a third more compute); auto: where "
-        "the training state takes more than half of each GPU, and in a one-worker trial from the step that first "
-        "runs out of memory without it (default: auto)",
+        "the training state takes more than half of each GPU, and from the step that first runs out of memory "
+        "without it (a data-parallel trial restarts with it on, one of --max-failures) (default: auto)",
     )
     parser.add_argument(
         "--gpu-memory-gb", metavar="GB", type=float, default=80.0,

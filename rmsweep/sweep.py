@@ -307,6 +307,8 @@ def run_trial(config: dict, settings: dict) -> None:
         "strategy": placement["strategy"], "token_cache": settings["token_cache"],
         "data_fingerprints": settings["data_fingerprints"], "padding_free": settings["padding_free"],
         "length_grouping": True,
+        # Ray Train's run directory of this trial: where a data-parallel trial that ran out of memory leaves word.
+        "trial_storage": storage.Location(settings["checkpoint_storage"]).child(trial_id).uri,
         # On where the placement turned it on; else as asked, where "auto" turns it on once a step runs out of memory.
         "gradient_checkpointing": placement["gradient_checkpointing"] or settings["gradient_checkpointing"],
     }

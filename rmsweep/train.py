@@ -12,8 +12,10 @@ the worker group and hands the loop its latest checkpoint). Ray Train keeps the 
 A non-finite loss on any rank stops the trial at once with `diverged` set in its last report. Running out of
 memory in a one-worker trial whose checkpointing is left to `auto` turns gradient checkpointing on and redoes
 the step; out of memory with it on (or off by choice) stops the trial the same way as divergence,
-`out_of_memory` naming the model and batch; with several workers it raises that message (the other ranks wait
-in a collective, so Ray Train must end the group).
+`out_of_memory` naming the model and batch. With several workers the rank that ran out raises that message
+(the other ranks wait in a collective, so Ray Train must end the group); with checkpointing on `auto` it first
+leaves OUT_OF_MEMORY_MARKER in the trial's storage, and the worker group Ray Train restarts (one of the
+trial's `--max-failures`) turns checkpointing on from its first step, resuming from the latest evaluation.
 
 Speed (README, Performance): chosen and rejected in one forward pass; each step's examples sorted by length
 and split into micro-batches where padding is least (the same gradient); padding-free packed rows where
@@ -35,6 +37,7 @@ import torch.distributed as dist
 from rmsweep import datasets, distributed, heads, losses, modeling, storage, token_cache
 
 TRAINER_STATE = "trainer_state.pt"
+OUT_OF_MEMORY_MARKER = "out_of_memory_without_checkpointing.txt"  # in the trial's storage: restart with it on
 MAX_GRAD_NORM = 1.0  # transformers' Trainer, TRL and OpenRLHF clip at 1.0 by default: one outlier batch moves less
 # What a checkpoint's rmsweep_meta.json records of the trial's config.
 META_KEYS = ("model", "model_spec", "rm_type", "lr", "epochs", "bt_variant", "reward_centering", "regression_weights",
@@ -99,12 +102,9 @@ def _accumulate_gradients(model, config: dict, tokenized: datasets.Tokenized, mi
     except RuntimeError as error:
         if not _is_out_of_memory(error):
             raise
-        out_of_memory = (f"out of memory: {config['model']}, micro-batch {config['micro_batch_size']} x up to "
-                         f"{config['max_length']} tokens (global batch {config['global_batch_size']}, "
-                         f"{world_size} worker(s)) on {device}")
-        if world_size > 1:  # the other ranks wait in a collective this one left: Ray Train must end them all
-            raise RuntimeError(out_of_memory) from error
-        return [], 0, out_of_memory
+        return [], 0, (f"out of memory: {config['model']}, micro-batch {config['micro_batch_size']} x up to "
+                       f"{config['max_length']} tokens (global batch {config['global_batch_size']}, "
+                       f"{world_size} worker(s)) on {device}")
     return losses, tokens, ""
 
 
@@ -168,7 +168,11 @@ def fit_reward_model(config: dict, report, rank: int = 0, world_size: int = 1, d
     validation = token_cache.load_or_tokenize(
         cache, {**key, "data": config["data_fingerprints"]["validation"], "as": "tokenize_pairs"},
         lambda: datasets.tokenize_pairs(tokenizer, records["validation"], config["max_length"]))
-    checkpointing = config["gradient_checkpointing"] is True  # "auto": off until a step runs out of memory
+    # "auto": off until a step runs out of memory (or an earlier run of this trial's worker group did).
+    trial_storage = storage.Location(config["trial_storage"]) if config["trial_storage"] else None
+    checkpointing = config["gradient_checkpointing"] is True or (
+        config["gradient_checkpointing"] == "auto" and trial_storage is not None
+        and trial_storage.exists(OUT_OF_MEMORY_MARKER))
     if checkpointing:
         _turn_on_gradient_checkpointing(model)
     # Padding-free where attention runs per packed sequence (else length-grouped padded micro-batches).
@@ -214,6 +218,10 @@ def fit_reward_model(config: dict, report, rank: int = 0, world_size: int = 1, d
         accumulate = functools.partial(_accumulate_gradients, model, config, train, micro_batches, pad_id, device,
                                        padding_free, per_rank, world_size)
         step_losses, step_tokens, out_of_memory = accumulate()
+        if out_of_memory and world_size > 1:  # the other ranks wait in a collective this one left
+            if config["gradient_checkpointing"] == "auto" and not checkpointing and trial_storage is not None:
+                trial_storage.write_text(OUT_OF_MEMORY_MARKER, out_of_memory)
+            raise RuntimeError(out_of_memory)  # Ray Train ends the group, and restarts it while failures remain
         if out_of_memory and config["gradient_checkpointing"] == "auto" and not checkpointing:
             # What did not fit may fit with activations recomputed: the step again, from no gradients.
             optimizer.zero_grad(set_to_none=True)

@@ -16,7 +16,7 @@ CONFIG = dict(model="gemma-2-2b-it", model_spec={"source": "tiny", "architecture
               micro_batch_size=16, warmup_steps=20, eval_every=16, max_length=128, seed=0,
               regression_weights=[0.30, 0.74, 0.46, 0.47, -0.33], strategy="ddp", token_cache=None,
               data_fingerprints={"train": "t", "validation": "v"}, padding_free=False, length_grouping=True,
-              gradient_checkpointing=False)
+              gradient_checkpointing=False, trial_storage=None)
 DATA = {rm_type: sources.builtin(rm_type) for rm_type in ("bt", "regression")}
 
 
@@ -247,7 +247,7 @@ def test_ranks_holding_different_hyperparameters_are_refused():
         raise AssertionError("a rank with other hyperparameters was accepted")
 
 
-def _data_parallel_worker(rank, world_size, port, out_dir, strategy):
+def _data_parallel_worker(rank, world_size, port, out_dir, strategy, overrides):
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     dist.init_process_group("gloo", rank=rank, world_size=world_size)
     torch.set_num_threads(1)
@@ -259,7 +259,7 @@ def _data_parallel_worker(rank, world_size, port, out_dir, strategy):
 
     data = DATA["bt"]
     config = {**CONFIG, "eval_every": 2, "strategy": strategy,
-              "data": {"train": data.train[:128], "validation": data.validation[:63]}}
+              "data": {"train": data.train[:128], "validation": data.validation[:63]}, **overrides}
     reports = []
     train.fit_reward_model(config, lambda metrics, checkpoint: reports.append(metrics), rank, world_size, "cpu",
                            prepare)
@@ -269,12 +269,12 @@ def _data_parallel_worker(rank, world_size, port, out_dir, strategy):
     dist.destroy_process_group()
 
 
-def _train_on_two_ranks(tmp_path, strategy):
+def _train_on_two_ranks(tmp_path, strategy, **overrides):
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    torch.multiprocessing.start_processes(_data_parallel_worker, args=(2, port, str(tmp_path), strategy), nprocs=2,
-                                          start_method="fork")
+    torch.multiprocessing.start_processes(_data_parallel_worker, args=(2, port, str(tmp_path), strategy, overrides),
+                                          nprocs=2, start_method="fork")
 
 
 def test_data_parallel_ranks_train_one_model(tmp_path):
@@ -286,6 +286,32 @@ def test_data_parallel_ranks_train_one_model(tmp_path):
     assert any(not torch.equal(rank0[name], initial[name]) for name in rank0)  # it trained
     for name in rank0:
         torch.testing.assert_close(rank0[name], rank1[name], msg=name)
+
+
+def test_a_data_parallel_trial_out_of_memory_restarts_with_checkpointing_on(tmp_path, monkeypatch):
+    """Rank 1 runs out of memory at step 3 without checkpointing: it leaves the marker in the trial's storage and
+    raises (Ray Train ends the group). The group started again reads the marker: checkpointing on from step 1."""
+    real_loss, passes = train._micro_batch_loss, []  # each forked rank counts its own
+
+    def rank_1_out_of_memory_at_step_3_without_checkpointing(model, *args):
+        checkpointing = any(getattr(module, "gradient_checkpointing", False) for module in model.modules())
+        passes.append(1)
+        if dist.get_rank() == 1 and len(passes) == 3 and not checkpointing:  # 1 micro-batch per step
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        return real_loss(model, *args)
+
+    monkeypatch.setattr(train, "_micro_batch_loss", rank_1_out_of_memory_at_step_3_without_checkpointing)
+    trial_storage = tmp_path / "trial"
+    settings = dict(gradient_checkpointing="auto", trial_storage=str(trial_storage))
+    with pytest.raises(torch.multiprocessing.ProcessRaisedException, match="out of memory: gemma-2-2b-it"):
+        _train_on_two_ranks(tmp_path, "ddp", **settings)
+    assert "2 worker(s)" in (trial_storage / train.OUT_OF_MEMORY_MARKER).read_text()
+    assert not (tmp_path / "ddp-rank0.pt").exists()
+
+    _train_on_two_ranks(tmp_path, "ddp", **settings)  # as Ray Train's restart runs it
+    reports = torch.load(tmp_path / "ddp-rank0.pt")[1]
+    assert all(metrics["gradient_checkpointing"] for metrics in reports)
+    assert reports[-1]["step"] == reports[-1]["total_steps"] == 4 and not reports[-1]["out_of_memory"]
 
 
 def test_fsdp_shards_train_the_same_model_as_ddp_replicas(tmp_path):
