@@ -157,7 +157,8 @@ def parse_args(argv=None) -> argparse.Namespace:
         "--gradient-checkpointing", choices=("auto", "on", "off"), default="auto",
         help="recompute activations in the backward pass (less memory, about a third more compute); auto: where "
         "the training state takes more than half of each GPU, and from the step that first runs out of memory "
-        "without it (a data-parallel trial restarts with it on, one of --max-failures) (default: auto)",
+        "without it, for that trial (a data-parallel one restarts, one of --max-failures) and the model's later "
+        "ones (default: auto)",
     )
     parser.add_argument(
         "--gpu-memory-gb", metavar="GB", type=float, default=80.0,

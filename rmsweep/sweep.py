@@ -306,9 +306,7 @@ def run_trial(config: dict, settings: dict) -> None:
         "seed": settings["seed"], "regression_weights": settings["validation_weights"], "data": settings["data_ref"],
         "strategy": placement["strategy"], "token_cache": settings["token_cache"],
         "data_fingerprints": settings["data_fingerprints"], "padding_free": settings["padding_free"],
-        "length_grouping": True,
-        # Ray Train's run directory of this trial: where a data-parallel trial that ran out of memory leaves word.
-        "trial_storage": storage.Location(settings["checkpoint_storage"]).child(trial_id).uri,
+        "length_grouping": True, "out_of_memory_dir": settings["out_of_memory_dir"],
         # On where the placement turned it on; else as asked, where "auto" turns it on once a step runs out of memory.
         "gradient_checkpointing": placement["gradient_checkpointing"] or settings["gradient_checkpointing"],
     }
@@ -459,7 +457,9 @@ def run_sweep(settings: dict, space, aggregator, run_dir: storage.Location, data
     interrupted = [row for row in ledger if row["status"] == "running"]
     concurrency = settings["max_concurrent_trials"]
     checkpoints = run_dir.child("checkpoints")
-    settings = {**settings, "checkpoint_storage": checkpoints.uri, "data_ref": data_ref}
+    settings = {**settings, "checkpoint_storage": checkpoints.uri, "data_ref": data_ref,
+                # One file per base model that ran out of memory without checkpointing (see train.py).
+                "out_of_memory_dir": run_dir.child("out_of_memory").uri}
     tuner = tune.Tuner(
         tune.with_resources(tune.with_parameters(run_trial, settings=settings), {"CPU": TRIAL_DRIVER_CPUS}),
         tune_config=tune.TuneConfig(

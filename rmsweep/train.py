@@ -13,9 +13,11 @@ A non-finite loss on any rank stops the trial at once with `diverged` set in its
 memory in a one-worker trial whose checkpointing is left to `auto` turns gradient checkpointing on and redoes
 the step; out of memory with it on (or off by choice) stops the trial the same way as divergence,
 `out_of_memory` naming the model and batch. With several workers the rank that ran out raises that message
-(the other ranks wait in a collective, so Ray Train must end the group); with checkpointing on `auto` it first
-leaves OUT_OF_MEMORY_MARKER in the trial's storage, and the worker group Ray Train restarts (one of the
-trial's `--max-failures`) turns checkpointing on from its first step, resuming from the latest evaluation.
+(the other ranks wait in a collective, so Ray Train must end the group), and the worker group Ray Train
+restarts (one of the trial's `--max-failures`) resumes from the latest evaluation with checkpointing on. For
+that, and so that the sweep's later trials of the base model (same batch, same data order) start with it on,
+running out of memory without checkpointing on `auto` leaves a file named after the model in the sweep's
+`out_of_memory_dir`.
 
 Speed (README, Performance): chosen and rejected in one forward pass; each step's examples sorted by length
 and split into micro-batches where padding is least (the same gradient); padding-free packed rows where
@@ -37,7 +39,6 @@ import torch.distributed as dist
 from rmsweep import datasets, distributed, heads, losses, modeling, storage, token_cache
 
 TRAINER_STATE = "trainer_state.pt"
-OUT_OF_MEMORY_MARKER = "out_of_memory_without_checkpointing.txt"  # in the trial's storage: restart with it on
 MAX_GRAD_NORM = 1.0  # transformers' Trainer, TRL and OpenRLHF clip at 1.0 by default: one outlier batch moves less
 # What a checkpoint's rmsweep_meta.json records of the trial's config.
 META_KEYS = ("model", "model_spec", "rm_type", "lr", "epochs", "bt_variant", "reward_centering", "regression_weights",
@@ -168,11 +169,12 @@ def fit_reward_model(config: dict, report, rank: int = 0, world_size: int = 1, d
     validation = token_cache.load_or_tokenize(
         cache, {**key, "data": config["data_fingerprints"]["validation"], "as": "tokenize_pairs"},
         lambda: datasets.tokenize_pairs(tokenizer, records["validation"], config["max_length"]))
-    # "auto": off until a step runs out of memory (or an earlier run of this trial's worker group did).
-    trial_storage = storage.Location(config["trial_storage"]) if config["trial_storage"] else None
+    # "auto": off until a step of this base model runs out of memory (in this trial, or before it in the sweep).
+    out_of_memory_dir = storage.Location(config["out_of_memory_dir"]) if config["out_of_memory_dir"] else None
+    marker = f"{config['model']}.txt"
     checkpointing = config["gradient_checkpointing"] is True or (
-        config["gradient_checkpointing"] == "auto" and trial_storage is not None
-        and trial_storage.exists(OUT_OF_MEMORY_MARKER))
+        config["gradient_checkpointing"] == "auto" and out_of_memory_dir is not None
+        and out_of_memory_dir.exists(marker))
     if checkpointing:
         _turn_on_gradient_checkpointing(model)
     # Padding-free where attention runs per packed sequence (else length-grouped padded micro-batches).
@@ -218,11 +220,12 @@ def fit_reward_model(config: dict, report, rank: int = 0, world_size: int = 1, d
         accumulate = functools.partial(_accumulate_gradients, model, config, train, micro_batches, pad_id, device,
                                        padding_free, per_rank, world_size)
         step_losses, step_tokens, out_of_memory = accumulate()
+        recoverable = out_of_memory and config["gradient_checkpointing"] == "auto" and not checkpointing
+        if recoverable and out_of_memory_dir is not None:
+            out_of_memory_dir.write_text(marker, out_of_memory)
         if out_of_memory and world_size > 1:  # the other ranks wait in a collective this one left
-            if config["gradient_checkpointing"] == "auto" and not checkpointing and trial_storage is not None:
-                trial_storage.write_text(OUT_OF_MEMORY_MARKER, out_of_memory)
             raise RuntimeError(out_of_memory)  # Ray Train ends the group, and restarts it while failures remain
-        if out_of_memory and config["gradient_checkpointing"] == "auto" and not checkpointing:
+        if recoverable:
             # What did not fit may fit with activations recomputed: the step again, from no gradients.
             optimizer.zero_grad(set_to_none=True)
             if torch.device(device).type == "cuda":

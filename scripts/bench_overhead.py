@@ -24,7 +24,7 @@ CONFIG = dict(model="gemma-2-2b-it", model_spec={"source": "tiny", "architecture
               bt_variant="plain", reward_centering=0.0, lr=1e-3, epochs=1, global_batch_size=32, micro_batch_size=16,
               warmup_steps=20, eval_every=16, max_length=128, seed=0, regression_weights=None, strategy="ddp",
               token_cache=None, data_fingerprints={"train": "t", "validation": "v"}, padding_free="auto",
-              length_grouping=True, gradient_checkpointing=False, trial_storage=None)
+              length_grouping=True, gradient_checkpointing=False, out_of_memory_dir=None)
 
 
 RAY_TRAIN, RAY_DEFAULTS = "Ray Train, as a sweep sets it", "Ray Train, Ray's defaults"

@@ -96,7 +96,7 @@ def run_rmsweep(args, spec, data, length_grouping=True, padding_free="auto", gra
         micro_batch_size=args.micro_batch, warmup_steps=1, eval_every=args.steps, max_length=args.max_length,
         seed=0, regression_weights=None, strategy="ddp", token_cache=None, data=data,
         data_fingerprints={"train": "t", "validation": "v"}, padding_free=padding_free,
-        length_grouping=length_grouping, gradient_checkpointing=gradient_checkpointing, trial_storage=None,
+        length_grouping=length_grouping, gradient_checkpointing=gradient_checkpointing, out_of_memory_dir=None,
     )
     train.fit_reward_model(config, lambda metrics, checkpoint: reports.append(metrics), device=args.device)
     final = reports[-1]

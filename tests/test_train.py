@@ -16,7 +16,7 @@ CONFIG = dict(model="gemma-2-2b-it", model_spec={"source": "tiny", "architecture
               micro_batch_size=16, warmup_steps=20, eval_every=16, max_length=128, seed=0,
               regression_weights=[0.30, 0.74, 0.46, 0.47, -0.33], strategy="ddp", token_cache=None,
               data_fingerprints={"train": "t", "validation": "v"}, padding_free=False, length_grouping=True,
-              gradient_checkpointing=False, trial_storage=None)
+              gradient_checkpointing=False, out_of_memory_dir=None)
 DATA = {rm_type: sources.builtin(rm_type) for rm_type in ("bt", "regression")}
 
 
@@ -118,9 +118,10 @@ def test_running_out_of_memory_stops_the_trial_and_names_model_and_batch(monkeyp
     assert [m["out_of_memory"] for m, _ in reports[:-1]] == [""]
 
 
-def test_out_of_memory_with_checkpointing_on_auto_turns_it_on_and_redoes_the_step(monkeypatch):
+def test_out_of_memory_with_checkpointing_on_auto_turns_it_on_and_redoes_the_step(monkeypatch, tmp_path):
     """Step 3 runs out of memory on its second micro-batch: the step is done again from no gradients with
-    activations recomputed, and the trial ends with the weights of one that never ran out of memory."""
+    activations recomputed, and the trial ends with the weights of one that never ran out of memory. The next
+    trial of the same model starts with checkpointing on."""
     real_loss, calls = train._micro_batch_loss, []
 
     def out_of_memory_once_without_checkpointing(model, *args):
@@ -132,7 +133,8 @@ def test_out_of_memory_with_checkpointing_on_auto_turns_it_on_and_redoes_the_ste
 
     reference_reports, (reference, _) = _fit(train_pairs=128)  # 4 steps of 2 micro-batches
     monkeypatch.setattr(train, "_micro_batch_loss", out_of_memory_once_without_checkpointing)
-    reports, (model, _) = _fit(train_pairs=128, gradient_checkpointing="auto")
+    settings = dict(gradient_checkpointing="auto", out_of_memory_dir=str(tmp_path))
+    reports, (model, _) = _fit(train_pairs=128, **settings)
     metrics = reports[-1][0]
     assert len(calls) == 4 * 2 + 2  # step 3 twice: 2 passes more
     assert metrics["gradient_checkpointing"] and not metrics["out_of_memory"]
@@ -140,6 +142,11 @@ def test_out_of_memory_with_checkpointing_on_auto_turns_it_on_and_redoes_the_ste
     assert metrics["step"] == metrics["total_steps"] == 4
     for (name, trained), expected in zip(model.named_parameters(), reference.parameters()):
         torch.testing.assert_close(trained, expected, msg=name)
+    assert "1 worker(s)" in (tmp_path / "gemma-2-2b-it.txt").read_text()
+
+    calls.clear()
+    next_trial = _fit(train_pairs=128, **settings)[0]
+    assert len(calls) == 4 * 2 and all(metrics["gradient_checkpointing"] for metrics, _ in next_trial)
 
 
 def test_other_runtime_errors_are_not_taken_for_out_of_memory(monkeypatch):
@@ -289,8 +296,9 @@ def test_data_parallel_ranks_train_one_model(tmp_path):
 
 
 def test_a_data_parallel_trial_out_of_memory_restarts_with_checkpointing_on(tmp_path, monkeypatch):
-    """Rank 1 runs out of memory at step 3 without checkpointing: it leaves the marker in the trial's storage and
-    raises (Ray Train ends the group). The group started again reads the marker: checkpointing on from step 1."""
+    """Rank 1 runs out of memory at step 3 without checkpointing: it leaves a file named after the model in the
+    sweep's out_of_memory_dir and raises (Ray Train ends the group). The group started again (or any later trial
+    of the model) finds the file: checkpointing on from step 1."""
     real_loss, passes = train._micro_batch_loss, []  # each forked rank counts its own
 
     def rank_1_out_of_memory_at_step_3_without_checkpointing(model, *args):
@@ -301,14 +309,14 @@ def test_a_data_parallel_trial_out_of_memory_restarts_with_checkpointing_on(tmp_
         return real_loss(model, *args)
 
     monkeypatch.setattr(train, "_micro_batch_loss", rank_1_out_of_memory_at_step_3_without_checkpointing)
-    trial_storage = tmp_path / "trial"
-    settings = dict(gradient_checkpointing="auto", trial_storage=str(trial_storage))
+    out_of_memory_dir = tmp_path / "out_of_memory"
+    settings = dict(gradient_checkpointing="auto", out_of_memory_dir=str(out_of_memory_dir))
     with pytest.raises(torch.multiprocessing.ProcessRaisedException, match="out of memory: gemma-2-2b-it"):
         _train_on_two_ranks(tmp_path, "ddp", **settings)
-    assert "2 worker(s)" in (trial_storage / train.OUT_OF_MEMORY_MARKER).read_text()
+    assert "2 worker(s)" in (out_of_memory_dir / "gemma-2-2b-it.txt").read_text()
     assert not (tmp_path / "ddp-rank0.pt").exists()
 
-    _train_on_two_ranks(tmp_path, "ddp", **settings)  # as Ray Train's restart runs it
+    _train_on_two_ranks(tmp_path, "ddp", **settings)  # as Ray Train's restart, or the next trial, runs it
     reports = torch.load(tmp_path / "ddp-rank0.pt")[1]
     assert all(metrics["gradient_checkpointing"] for metrics in reports)
     assert reports[-1]["step"] == reports[-1]["total_steps"] == 4 and not reports[-1]["out_of_memory"]
