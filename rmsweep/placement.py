@@ -6,8 +6,9 @@
   parameters x 16 bytes (fp32 weights and gradients, AdamW's two moments) x 1.25 (activations, buffers),
   divided by `--gpu-memory-gb`, rounded up to a power of two. When one GPU cannot hold that state the
   workers shard it with FSDP; otherwise they replicate it with DDP. Gradient checkpointing (`auto`) is turned
-  on where that state takes more than half of each GPU, leaving less than half for activations (activations are
-  not counted here: a trial turns it on itself when a step runs out of memory, see train.py).
+  on where that state and one micro-batch's activations (estimated from the model's layers and width, when its
+  config could be read) would take more than 90% of each GPU; without the model's shape, where the state alone
+  takes more than half. A trial still turns it on itself when a step runs out of memory (see train.py).
 Tiny twins are sized as what they are (well under a million parameters), not as the model they stand in for.
 
 The cluster is what is running now plus, on an autoscaling cluster, every node type the autoscaler may
@@ -19,6 +20,34 @@ from dataclasses import asdict, dataclass
 TRAINING_BYTES_PER_PARAMETER = 16
 HEADROOM = 1.25
 STRATEGIES = ("auto", "ddp", "fsdp")
+# Activations a transformer layer keeps for backward, in bytes per token and unit of width: 34 with 16-bit
+# activations and attention that keeps no score matrix (flash-attention, SDPA); Korthikanti et al. 2022,
+# "Reducing Activation Recomputation in Large Transformer Models". An estimate: MLP widths and dtypes vary.
+ACTIVATION_BYTES_PER_TOKEN_AND_WIDTH = 34
+USABLE_GPU_SHARE = 0.9  # the rest: CUDA context, allocator fragmentation, communication buffers
+
+
+@dataclass(frozen=True)
+class ModelShape:
+    layers: int
+    hidden_size: int
+
+
+def model_shape(spec: dict) -> ModelShape | None:
+    """A real model's layers and width, from its config.json (hub or local); None where it cannot be read."""
+    from transformers import AutoConfig
+
+    try:
+        config = AutoConfig.from_pretrained(spec["source"], trust_remote_code=spec["trust_remote_code"])
+    except (OSError, ValueError):
+        return None
+    text = config.get_text_config()  # multimodal configs nest the language model's
+    return ModelShape(text.num_hidden_layers, text.hidden_size)
+
+
+def activations_gb(shape: ModelShape, micro_batch_tokens: int) -> float:
+    """What one micro-batch of `micro_batch_tokens` tokens keeps for backward without checkpointing."""
+    return shape.layers * micro_batch_tokens * shape.hidden_size * ACTIVATION_BYTES_PER_TOKEN_AND_WIDTH / 2**30
 
 
 @dataclass(frozen=True)
@@ -48,9 +77,12 @@ def training_state_gb(params_b: float) -> float:
 
 def plan(params_b: dict, *, workers: int | None, cpus_per_worker: float, gpus_per_worker: float | None,
          strategy: str, gpu_memory_gb: float, cluster_has_gpus: bool,
-         gradient_checkpointing: bool | None = None) -> dict:
+         gradient_checkpointing: bool | None = None, model_shapes: dict | None = None,
+         micro_batch_tokens: int = 0) -> dict:
     """Model name -> Placement. `params_b`: each model's parameters in billions (as trained: a tiny twin's own);
-    None for `workers`, `gpus_per_worker` or `gradient_checkpointing` means auto."""
+    None for `workers`, `gpus_per_worker` or `gradient_checkpointing` means auto. `model_shapes`: name ->
+    ModelShape (or None), with `micro_batch_tokens` (the longest micro-batch's, chosen and rejected) for the
+    activations."""
     if gpus_per_worker is None:
         gpus_per_worker = 1.0 if cluster_has_gpus else 0.0
     placements = {}
@@ -59,8 +91,14 @@ def plan(params_b: dict, *, workers: int | None, cpus_per_worker: float, gpus_pe
         count = workers if workers is not None else needed
         chosen = strategy if strategy != "auto" else ("fsdp" if needed > 1 and count > 1 else "ddp")
         per_gpu_state_gb = training_state_gb(size) / (count if chosen == "fsdp" else 1)
-        checkpointing = (gradient_checkpointing if gradient_checkpointing is not None
-                         else bool(gpus_per_worker) and per_gpu_state_gb > gpu_memory_gb / 2)
+        shape = (model_shapes or {}).get(model)
+        if gradient_checkpointing is not None or not gpus_per_worker:
+            checkpointing = bool(gradient_checkpointing)
+        elif shape is not None:
+            needed_gb = per_gpu_state_gb + activations_gb(shape, micro_batch_tokens)
+            checkpointing = needed_gb > gpu_memory_gb * USABLE_GPU_SHARE
+        else:
+            checkpointing = per_gpu_state_gb > gpu_memory_gb / 2
         placements[model] = Placement(count, cpus_per_worker, gpus_per_worker, chosen, checkpointing)
     return placements
 

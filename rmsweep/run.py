@@ -17,6 +17,7 @@ import os
 import platform
 import sys
 import time
+from dataclasses import asdict
 from importlib.metadata import version
 from pathlib import Path
 
@@ -156,7 +157,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument(
         "--gradient-checkpointing", choices=("auto", "on", "off"), default="auto",
         help="recompute activations in the backward pass (less memory, about a third more compute); auto: where "
-        "the training state takes more than half of each GPU, and from the step that first runs out of memory "
+        "the training state and one micro-batch's activations (estimated from the model's config) would take more "
+        "than 90%% of each GPU, and from the step that first runs out of memory "
         "without it, for that trial (a data-parallel one restarts, one of --max-failures) and the model's later "
         "ones (default: auto)",
     )
@@ -300,6 +302,8 @@ def resolve(args: argparse.Namespace) -> tuple[dict, spaces.SearchSpace, storage
              for _, row in members.iterrows()}
     if args.scale == "full" and not args.model_dir:
         check_hub_reachable(specs)
+    # Each real model's layers and width, for the placement's activation estimate (a tiny twin's are negligible).
+    shapes = {name: placement.model_shape(spec) for name, spec in specs.items()} if args.scale == "full" else {}
     settings = {
         "family": args.family,
         "rm_type": args.rm_type,
@@ -330,6 +334,7 @@ def resolve(args: argparse.Namespace) -> tuple[dict, spaces.SearchSpace, storage
         # What the auto placement sizes: a tiny twin has well under a million parameters, whatever it stands for.
         "params_b": {row["name"]: 0.0 if args.scale == "tiny" else float(row["params_b"])
                      for _, row in members.iterrows()},
+        "model_shapes": {name: shape and asdict(shape) for name, shape in shapes.items()},
         "training": training,
         "search_space": space.describe(),
         "data_spec": data_spec,
@@ -362,12 +367,16 @@ def place_trials(settings: dict, run_root: storage.Location) -> dict:
     import ray
 
     shapes, totals = placement.cluster_capacity()
+    training = settings["training"]
     placements = placement.plan(
         settings["params_b"], workers=settings["workers_per_trial"], cpus_per_worker=settings["cpus_per_worker"],
         gpus_per_worker=settings["gpus_per_worker"], strategy=settings["strategy"],
         gpu_memory_gb=settings["gpu_memory_gb"], cluster_has_gpus=totals.get("GPU", 0) > 0,
         gradient_checkpointing=None if settings["gradient_checkpointing"] == "auto"
         else settings["gradient_checkpointing"],
+        model_shapes={name: placement.ModelShape(**shape) for name, shape in settings["model_shapes"].items() if shape},
+        micro_batch_tokens=(training["micro_batch_size"] * training["max_length"]
+                            * (1 if settings["rm_type"] == "regression" else 2)),  # a pair's two in one pass
     )
     problem = placement.unplaceable(placements, shapes, totals)
     if problem:

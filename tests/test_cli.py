@@ -107,3 +107,18 @@ def test_the_data_seed_is_the_seed_unless_set_apart(tmp_path, monkeypatch):
     common = ["--family", "gemma2", "--scale", "tiny", "--storage", str(tmp_path), "--seed", "3"]
     assert run.main(common) == 2 and run.main([*common, "--data-seed", "7"]) == 2
     assert seeds == [3, 7]
+
+
+def test_real_models_shapes_are_read_for_the_placement(tmp_path):
+    from transformers import AutoConfig
+
+    from rmsweep import run
+
+    for name, layers in (("gemma-2-2b-it", 2), ("gemma-2-9b-it", 3)):
+        AutoConfig.for_model("gemma2", num_hidden_layers=layers, hidden_size=32).save_pretrained(tmp_path / name)
+    settings = run.resolve(run.parse_args(["--family", "gemma2", "--model-dir", str(tmp_path),
+                                           "--storage", str(tmp_path / "runs")]))[0]
+    assert settings["model_shapes"] == {"gemma-2-2b-it": {"layers": 2, "hidden_size": 32},
+                                        "gemma-2-9b-it": {"layers": 3, "hidden_size": 32}}
+    assert run.resolve(run.parse_args(["--family", "gemma2", "--scale", "tiny", "--storage",
+                                       str(tmp_path / "runs")]))[0]["model_shapes"] == {}

@@ -54,3 +54,25 @@ def test_a_placeable_request_passes_and_sets_concurrency_by_the_largest_trial():
     assert placement.unplaceable(plans, [HEAD, A100_NODE], totals) is None
     assert placement.max_concurrent_trials(plans, totals) == 4  # 16 GPUs / 4 per large trial
     assert placement.max_concurrent_trials({"m": placement.Placement(1, 1.0, 0.0, "ddp")}, {"CPU": 2}) == 2
+
+
+def test_auto_checkpointing_counts_a_micro_batchs_activations_where_the_model_shape_is_known():
+    gemma_2_2b = {"m": placement.ModelShape(layers=26, hidden_size=2304)}
+    # 2.6B: 39 GiB of weights, gradients and AdamW state, under half of 80 GB. 8 pairs of 2048 tokens keep
+    # 26 layers x 32768 tokens x 2304 x 34 bytes = 62 GiB of activations: 101 GiB in all, over 90% of 80.
+    assert _plan({"m": 2.6}, model_shapes=gemma_2_2b, micro_batch_tokens=8 * 2 * 2048)["m"].gradient_checkpointing
+    # 1 pair: 7.8 GiB, 47 GiB in all: it fits without.
+    assert not _plan({"m": 2.6}, model_shapes=gemma_2_2b, micro_batch_tokens=2 * 2048)["m"].gradient_checkpointing
+    # No shape (a config that could not be read): the state rule, under half of the GPU.
+    assert not _plan({"m": 2.6}, model_shapes={"m": None}, micro_batch_tokens=8 * 2 * 2048)["m"].gradient_checkpointing
+    assert not _plan({"m": 2.6}, model_shapes=gemma_2_2b, micro_batch_tokens=8 * 2 * 2048,
+                     cluster_has_gpus=False)["m"].gradient_checkpointing  # CPU workers: no GPU memory to save
+
+
+def test_a_models_shape_is_read_from_its_config(tmp_path):
+    from transformers import AutoConfig
+
+    AutoConfig.for_model("llama", num_hidden_layers=3, hidden_size=32).save_pretrained(tmp_path / "m")
+    assert placement.model_shape({"source": str(tmp_path / "m"), "trust_remote_code": False}) == \
+        placement.ModelShape(layers=3, hidden_size=32)
+    assert placement.model_shape({"source": str(tmp_path / "missing"), "trust_remote_code": False}) is None
