@@ -220,7 +220,7 @@ def fit_reward_model(config: dict, report, rank: int = 0, world_size: int = 1, d
         accumulate = functools.partial(_accumulate_gradients, model, config, train, micro_batches, pad_id, device,
                                        padding_free, per_rank, world_size)
         step_losses, step_tokens, out_of_memory = accumulate()
-        recoverable = out_of_memory and config["gradient_checkpointing"] == "auto" and not checkpointing
+        recoverable = bool(out_of_memory) and config["gradient_checkpointing"] == "auto" and not checkpointing
         if recoverable and out_of_memory_dir is not None:
             out_of_memory_dir.write_text(marker, out_of_memory)
         if out_of_memory and world_size > 1:  # the other ranks wait in a collective this one left
