@@ -99,6 +99,10 @@ def test_a_diverging_trial_stops_at_once_and_says_so():
     assert all(0.0 <= m["val_accuracy"] <= 1.0 for m, _ in reports)
 
 
+def _checkpointing_on(model) -> bool:
+    return any(getattr(module, "gradient_checkpointing", False) for module in model.modules())
+
+
 def test_running_out_of_memory_stops_the_trial_and_names_model_and_batch(monkeypatch):
     real_loss, calls = train._micro_batch_loss, []
 
@@ -126,8 +130,7 @@ def test_out_of_memory_with_checkpointing_on_auto_turns_it_on_and_redoes_the_ste
 
     def out_of_memory_once_without_checkpointing(model, *args):
         calls.append(1)
-        checkpointing = any(getattr(module, "gradient_checkpointing", False) for module in model.modules())
-        if len(calls) == 6 and not checkpointing:
+        if len(calls) == 6 and not _checkpointing_on(model):
             raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
         return real_loss(model, *args)
 
@@ -302,9 +305,8 @@ def test_a_data_parallel_trial_out_of_memory_restarts_with_checkpointing_on(tmp_
     real_loss, passes = train._micro_batch_loss, []  # each forked rank counts its own
 
     def rank_1_out_of_memory_at_step_3_without_checkpointing(model, *args):
-        checkpointing = any(getattr(module, "gradient_checkpointing", False) for module in model.modules())
         passes.append(1)
-        if dist.get_rank() == 1 and len(passes) == 3 and not checkpointing:  # 1 micro-batch per step
+        if dist.get_rank() == 1 and len(passes) == 3 and not _checkpointing_on(model):  # 1 micro-batch per step
             raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
         return real_loss(model, *args)
 
