@@ -1,6 +1,6 @@
 """Per-trial fixed overhead of the Ray layer: the same tiny trial run in this process, and through Ray Train's
 TorchTrainer (one worker) as a sweep runs it, side by side in one run; and through Ray Train with Ray's
-defaults instead of the settings a sweep gives it (`sweep.RAY_TRAIN_ENV`: the controller's poll interval).
+defaults instead of the settings a sweep gives it (`tuner.RAY_TRAIN_ENV`: the controller's poll interval).
 
     python scripts/bench_overhead.py              # about 2 minutes on 2 cores
     python scripts/bench_overhead.py --repeats 3
@@ -18,7 +18,9 @@ import time
 
 import pandas as pd
 
-from rmsweep import sources, sweep, train
+from rmsweep.data import sources
+from rmsweep.sweep import tuner
+from rmsweep.training import loop
 
 CONFIG = dict(model="gemma-2-2b-it", model_spec={"source": "tiny", "architecture": "gemma2"}, rm_type="bt",
               bt_variant="plain", reward_centering=0.0, lr=1e-3, epochs=1, global_batch_size=32, micro_batch_size=16,
@@ -33,7 +35,7 @@ RAY_TRAIN, RAY_DEFAULTS = "Ray Train, as a sweep sets it", "Ray Train, Ray's def
 def in_process(config: dict) -> dict:
     reports = []
     started = time.perf_counter()
-    train.fit_reward_model(config, lambda metrics, checkpoint: reports.append(metrics))
+    loop.fit_reward_model(config, lambda metrics, checkpoint: reports.append(metrics))
     return {"wall_seconds": time.perf_counter() - started, "loop_seconds": reports[-1]["loop_seconds"],
             "val_accuracy": reports[-1]["val_accuracy"]}
 
@@ -42,12 +44,12 @@ def through_ray_train(config: dict, storage_path: str, name: str, sweep_settings
     import ray.train
     from ray.train.torch import TorchTrainer
 
-    for variable in sweep.RAY_TRAIN_ENV:  # Ray Train reads them when the trainer starts
+    for variable in tuner.RAY_TRAIN_ENV:  # Ray Train reads them when the trainer starts
         os.environ.pop(variable, None)
     if sweep_settings:
-        sweep.set_ray_train_env()
+        tuner.set_ray_train_env()
     trainer = TorchTrainer(
-        train.train_loop_per_worker, train_loop_config=config,
+        loop.train_loop_per_worker, train_loop_config=config,
         scaling_config=ray.train.ScalingConfig(num_workers=1, use_gpu=False),
         run_config=ray.train.RunConfig(name=name, storage_path=storage_path,
                                        checkpoint_config=ray.train.CheckpointConfig(num_to_keep=1)),

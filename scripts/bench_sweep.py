@@ -28,7 +28,8 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
-from rmsweep import run, spaces
+from rmsweep.cli import run
+from rmsweep.sweep import spaces
 
 TOLERANCE = 0.005  # 0.5 points of validation accuracy
 MAX_STEP_SHARE = 0.30  # of the grid's trial-steps

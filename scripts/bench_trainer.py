@@ -6,11 +6,11 @@ batch, dtype and steps; each contender in its own process, one after the other.
         # bf16 on a GPU, a model of Qwen2.5-1.5B's shape; adds MFU (6 x params x tokens / time / peak)
 
 Data: preference pairs whose prompt + response lengths spread like HelpSteer2's (tens to 2,000 tokens,
-long-tailed; `synthetic.long_tailed_pairs`); one epoch over exactly steps x batch pairs, so every contender
+long-tailed; `builtin_corpus.long_tailed_pairs`); one epoch over exactly steps x batch pairs, so every contender
 trains on the same examples. Tokens/s counts real (non-pad) tokens of chosen and rejected, over the training
 loop only. Validation accuracy: every trained model scored the same way on the same held-out pairs.
 Contenders:
-- rmsweep: `train.fit_reward_model` as a trial runs it (chosen and rejected in one pass, each step's examples
+- rmsweep: `loop.fit_reward_model` as a trial runs it (chosen and rejected in one pass, each step's examples
   sorted by length and split where padding is least, padding-free where the attention supports it); also
   without length grouping, forced padding-free, and with gradient checkpointing, to show what each does;
 - TRL: `RewardTrainer` with `RewardConfig`, as its docs show, the same batch split (micro-batch x accumulation),
@@ -28,7 +28,12 @@ import numpy as np
 import pandas as pd
 import torch
 
-from rmsweep import datasets, modeling, sources, synthetic, train
+from rmsweep.data import tokenization
+from rmsweep.data import batching
+from rmsweep.model import reward_model
+from rmsweep.data import sources
+from rmsweep.data import builtin_corpus
+from rmsweep.training import loop
 
 # Model shapes (qwen2 architecture, random weights, the tiny word-level tokenizer, so no download): a small one
 # for CPUs, and Qwen2.5-1.5B's published shape for GPUs (1.3B parameters without its 151k-token embedding).
@@ -77,13 +82,13 @@ def peak_memory_mb(device: str, baseline_kb: int) -> float:
 
 def load(spec: dict):
     """(tokenizer, sequence-classification model): every contender starts from these same weights."""
-    tokenizer, reward_model = modeling.load_reward_model(spec, "bt")
-    return tokenizer, reward_model.model
+    tokenizer, rewarder = reward_model.load_reward_model(spec, "bt")
+    return tokenizer, rewarder.model
 
 
 def validation_accuracy(model, tokenizer, validation, max_length, device) -> float:
-    pairs = datasets.tokenize_pairs(tokenizer, validation, max_length)
-    chosen, rejected = modeling.score_pairs(modeling.RewardModel(model).to(device), pairs, tokenizer.pad_token_id,
+    pairs = tokenization.tokenize_pairs(tokenizer, validation, max_length)
+    chosen, rejected = reward_model.score_pairs(reward_model.RewardModel(model).to(device), pairs, tokenizer.pad_token_id,
                                             device)
     return float((chosen[:, 0] > rejected[:, 0]).float().mean())
 
@@ -98,7 +103,7 @@ def run_rmsweep(args, spec, data, length_grouping=True, padding_free="auto", gra
         data_fingerprints={"train": "t", "validation": "v"}, padding_free=padding_free,
         length_grouping=length_grouping, gradient_checkpointing=gradient_checkpointing, out_of_memory_dir=None,
     )
-    train.fit_reward_model(config, lambda metrics, checkpoint: reports.append(metrics), device=args.device)
+    loop.fit_reward_model(config, lambda metrics, checkpoint: reports.append(metrics), device=args.device)
     final = reports[-1]
     # A trial that ran out of memory or diverged ends early and reports its best accuracy so far (0 before its
     # first evaluation): not a result to compare.
@@ -112,7 +117,7 @@ def run_rmsweep(args, spec, data, length_grouping=True, padding_free="auto", gra
 def run_plain(args, spec, data):
     tokenizer, model = load(spec)
     model = model.to(args.device)
-    pairs = datasets.tokenize_pairs(tokenizer, data["train"], args.max_length).sequences
+    pairs = tokenization.tokenize_pairs(tokenizer, data["train"], args.max_length).sequences
     optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr)
     order = np.random.default_rng(0).permutation(len(pairs))
     accumulation = args.batch // args.micro_batch
@@ -122,8 +127,8 @@ def run_plain(args, spec, data):
         for start in range(step * args.batch, (step + 1) * args.batch, args.micro_batch):
             micro = [pairs[i] for i in order[start: start + args.micro_batch]]
             with torch.autocast("cuda", dtype=torch.bfloat16, enabled=args.device == "cuda"):
-                chosen = model(*datasets.pad([c for c, _ in micro], tokenizer.pad_token_id, args.device)).logits
-                rejected = model(*datasets.pad([r for _, r in micro], tokenizer.pad_token_id, args.device)).logits
+                chosen = model(*tokenization.pad([c for c, _ in micro], tokenizer.pad_token_id, args.device)).logits
+                rejected = model(*tokenization.pad([r for _, r in micro], tokenizer.pad_token_id, args.device)).logits
             loss = -torch.nn.functional.logsigmoid(chosen.float() - rejected.float()).mean() / accumulation
             loss.backward()
             tokens += sum(len(c) + len(r) for c, r in micro)
@@ -136,7 +141,7 @@ def run_plain(args, spec, data):
 
 def run_trl(args, spec, data):
     from datasets import Dataset
-    from datasets.table import InMemoryTable
+    from tokenization.table import InMemoryTable
     from trl import RewardConfig, RewardTrainer
 
     tokenizer, model = load(spec)
@@ -196,7 +201,7 @@ def main(argv=None):
     args = parse_args(argv)
     # Room for the chat template's tokens (TRL's rendering adds a few): no text is cut (rmsweep) or dropped
     # (TRL filters out longer ones).
-    rows = synthetic.long_tailed_pairs(args.steps * args.batch + args.validation_pairs, seed=0,
+    rows = builtin_corpus.long_tailed_pairs(args.steps * args.batch + args.validation_pairs, seed=0,
                                        max_tokens=args.max_length - 32)
     data = {"train": records(rows[: args.steps * args.batch]), "validation": records(rows[args.steps * args.batch:])}
     # A real checkpoint (its tokenizer beside it), or a preset's shape with the word-level tokenizer.
@@ -205,8 +210,8 @@ def main(argv=None):
     tokenizer, model = load(spec)
     params = model.num_parameters()
     del model  # each contender loads its own, in its own process
-    tokenized = datasets.tokenize_pairs(tokenizer, data["train"], args.max_length)
-    lengths = datasets.sequence_lengths(tokenized)
+    tokenized = tokenization.tokenize_pairs(tokenizer, data["train"], args.max_length)
+    lengths = batching.sequence_lengths(tokenized)
     # Real tokens of one epoch, as rmsweep's trainer tokenizes them: it reports tokens/s, not the count.
     args.train_tokens = sum(len(chosen) + len(rejected) for chosen, rejected in tokenized.sequences)
     print(f"model: {params / 1e6:.1f}M parameters; {len(data['train'])} training pairs, longer side "

@@ -11,7 +11,11 @@ from pathlib import Path
 
 import pandas as pd
 
-from rmsweep import analyses, registry, report, selector, storage
+from rmsweep.analysis import paper_analyses
+from rmsweep.data import registry
+from rmsweep.analysis import report
+from rmsweep.analysis import selector
+from rmsweep.sweep import storage
 
 # Table 1 of the paper: RewardBench change of each stage, regression RMs, in percent.
 TABLE1_CLAIMS = {"sft vs base": 15.5, "dpo vs sft": -3.1, "rlvr vs sft": -4.8}
@@ -64,10 +68,10 @@ def main() -> None:
     args = parser.parse_args()
     out = storage.Location(args.out)
 
-    results = analyses.paper_results()
-    stages = analyses.stage_deltas(results)
-    gains = analyses.size_group_gains(results)
-    bt_vs_regression = analyses.bt_vs_regression(results)
+    results = paper_analyses.paper_results()
+    stages = paper_analyses.stage_deltas(results)
+    gains = paper_analyses.size_group_gains(results)
+    bt_vs_regression = paper_analyses.bt_vs_regression(results)
     published = [f for f in selector.DEFAULT_FEATURES if f not in results.columns]
     training = results[results["rm_type"] == "regression"].merge(registry.models()[["name", *published]], on="name")
     features, _ = selector.widely_known(training)
@@ -80,8 +84,8 @@ def main() -> None:
 
     lines = ["# arXiv 2505.10775 reproduced from its published results", "",
              "Scores are the paper's RewardBench four-section means (Tables 4 and 5).", "",
-             *report.render_analyses([gains, stages, bt_vs_regression, analyses.scale_curve(results, out),
-                                      analyses.coverage_curves(fitted, out)])]
+             *report.render_analyses([gains, stages, bt_vs_regression, paper_analyses.scale_curve(results, out),
+                                      paper_analyses.coverage_curves(fitted, out)])]
     out.write_text("report.md", "\n".join(lines))
     print(f"\nwrote {args.out / 'report.md'} and its plots")
 

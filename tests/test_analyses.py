@@ -6,14 +6,15 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from rmsweep import analyses, storage
+from rmsweep.analysis import paper_analyses
+from rmsweep.sweep import storage
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
 def paper():
-    return analyses.paper_results()
+    return paper_analyses.paper_results()
 
 
 def test_paper_results_hold_both_rm_types(paper):
@@ -21,7 +22,7 @@ def test_paper_results_hold_both_rm_types(paper):
 
 
 def test_table1_stage_deltas_match_the_paper(paper):
-    table = analyses.stage_deltas(paper).table
+    table = paper_analyses.stage_deltas(paper).table
     regression = table[table["rm_type"] == "regression"].set_index("comparison")["delta_percent"].round(1)
     assert regression["sft vs base"] == 15.5
     assert regression["dpo vs sft"] == -3.1
@@ -29,7 +30,7 @@ def test_table1_stage_deltas_match_the_paper(paper):
 
 
 def test_size_group_gains_compare_the_best_with_the_groups_llama(paper):
-    table = analyses.size_group_gains(paper).table
+    table = paper_analyses.size_group_gains(paper).table
     row = table[(table["rm_type"] == "regression") & (table["size_group"] == ">=6B")].iloc[0]
     assert (row["best"], row["llama"]) == ("gemma-2-9b-it", "Llama-3.1-8B-Instruct")
     assert row["gain_percent"] == pytest.approx(100 * (88.1 / 83.2 - 1))
@@ -37,7 +38,7 @@ def test_size_group_gains_compare_the_best_with_the_groups_llama(paper):
 
 
 def test_bt_vs_regression_pairs_models_with_both(paper):
-    table = analyses.bt_vs_regression(paper).table
+    table = paper_analyses.bt_vs_regression(paper).table
     assert len(table) == 40
     row = table.set_index("name").loc["gemma-2-9b-it"]
     assert row["regression_minus_bt"] == pytest.approx(88.1 - 72.3)
@@ -47,11 +48,11 @@ def test_analyses_say_what_data_they_need(tmp_path):
     one_sweep = pd.DataFrame({"name": ["gemma-2-9b-it", "gemma-2-2b-it"], "family": "gemma2",
                               "size_group": [">=6B", "<3B"], "params_b": [9.24, 2.61], "stage": "instruct",
                               "rm_type": "bt", "score": [0.9, 0.8]})
-    assert "Llama-3.x" in analyses.size_group_gains(one_sweep).needs
-    assert "two stages" in analyses.stage_deltas(one_sweep).needs
-    assert "--rm-type regression" in analyses.bt_vs_regression(one_sweep).needs
-    assert "trials.csv" in analyses.lr_sensitivity(None, storage.Location(tmp_path)).needs
-    curve = analyses.scale_curve(one_sweep, storage.Location(tmp_path))
+    assert "Llama-3.x" in paper_analyses.size_group_gains(one_sweep).needs
+    assert "two stages" in paper_analyses.stage_deltas(one_sweep).needs
+    assert "--rm-type regression" in paper_analyses.bt_vs_regression(one_sweep).needs
+    assert "trials.csv" in paper_analyses.lr_sensitivity(None, storage.Location(tmp_path)).needs
+    curve = paper_analyses.scale_curve(one_sweep, storage.Location(tmp_path))
     assert curve.needs is None and (tmp_path / curve.plot).stat().st_size > 0
 
 

@@ -70,7 +70,7 @@ def test_trainer_benchmark_refuses_a_run_that_stopped_early(monkeypatch):
         report({"step": 3, "total_steps": 32, "out_of_memory": "out of memory: bench", "diverged": False,
                 "val_accuracy": 0.0, "tokens_per_second": 1000.0, "padding_free": False}, None)
 
-    monkeypatch.setattr(bench_trainer.train, "fit_reward_model", out_of_memory_at_step_3)
+    monkeypatch.setattr(bench_trainer.loop, "fit_reward_model", out_of_memory_at_step_3)
     args = bench_trainer.parse_args([])
     args.train_tokens = 1000
     with pytest.raises(RuntimeError, match="stopped at step 3 of 32: out of memory: bench"):

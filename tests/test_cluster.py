@@ -17,7 +17,9 @@ from moto.server import ThreadedMotoServer
 from ray.cluster_utils import Cluster
 
 from ledger_polling import poll_ledger
-from rmsweep import run, spaces, storage
+from rmsweep.cli import run
+from rmsweep.sweep import spaces
+from rmsweep.sweep import storage
 
 pytestmark = pytest.mark.slow
 

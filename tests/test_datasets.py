@@ -1,7 +1,12 @@
 """Tokenizing canonical records: the prompt is cut from the left, the response kept, and both counted."""
 import pytest
 
-from rmsweep import datasets, sources, storage, tiny, token_cache
+from rmsweep.data import tokenization
+from rmsweep.data import batching
+from rmsweep.data import sources
+from rmsweep.sweep import storage
+from rmsweep.model import tiny
+from rmsweep.data import token_cache
 
 TOKENIZER = tiny.tiny_tokenizer()
 
@@ -13,7 +18,7 @@ def _pair(prompt_words: int, response_words: int) -> dict:
 
 
 def test_long_prompts_are_cut_from_the_left_and_the_response_kept():
-    tokenized = datasets.tokenize_pairs(TOKENIZER, [_pair(3, 4), _pair(60, 4)], max_length=32)
+    tokenized = tokenization.tokenize_pairs(TOKENIZER, [_pair(3, 4), _pair(60, 4)], max_length=32)
     assert tokenized.truncated == 2 and tokenized.dropped == 0  # both sides of the second pair
     short, long = tokenized.sequences
     assert all(len(ids) <= 32 for ids in long)
@@ -24,25 +29,25 @@ def test_long_prompts_are_cut_from_the_left_and_the_response_kept():
 
 
 def test_a_row_whose_response_alone_is_too_long_is_dropped_and_counted():
-    tokenized = datasets.tokenize_pairs(TOKENIZER, [_pair(3, 4), _pair(3, 40)], max_length=32)
+    tokenized = tokenization.tokenize_pairs(TOKENIZER, [_pair(3, 4), _pair(3, 40)], max_length=32)
     assert tokenized.dropped == 1 and tokenized.truncated == 0 and len(tokenized.sequences) == 1
     ratings = [{"prompt": sources.user_prompt("rivers"), "response": " ".join(["detail"] * n),
                 "attributes": [n % 5] * 5} for n in (4, 40)]
-    tokenized = datasets.tokenize_ratings(TOKENIZER, ratings, max_length=32)
+    tokenized = tokenization.tokenize_ratings(TOKENIZER, ratings, max_length=32)
     assert tokenized.dropped == 1 and tokenized.targets == [[4] * 5]
 
 
 def test_benchmark_completions_are_never_dropped():
     group = {"id": 0, "subset": "Math", "prompt": sources.user_prompt("rivers"), "num_correct": 1,
              "completions": [" ".join(["detail"] * n) for n in (4, 40, 5, 6)]}
-    tokenized = datasets.tokenize_groups(TOKENIZER, [group], max_length=32)
+    tokenized = tokenization.tokenize_groups(TOKENIZER, [group], max_length=32)
     assert len(tokenized.sequences) == 4 and tokenized.truncated == 1
 
 
 @pytest.mark.parametrize("rm_type", ["bt", "regression"])
 def test_a_tokenized_split_is_read_back_from_the_cache_unchanged(tmp_path, rm_type):
     rows = sources.builtin(rm_type).train[:40]
-    tokenize = datasets.tokenize_ratings if rm_type == "regression" else datasets.tokenize_pairs
+    tokenize = tokenization.tokenize_ratings if rm_type == "regression" else tokenization.tokenize_pairs
     calls = []
 
     def count_and_tokenize():

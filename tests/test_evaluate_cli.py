@@ -5,7 +5,9 @@ import sys
 
 import pytest
 
-from rmsweep import evaluate, modeling, scoring
+from rmsweep.cli import evaluate
+from rmsweep.model import reward_model
+from rmsweep.analysis import scoring
 
 
 def run_cli(*args, cwd):
@@ -50,9 +52,9 @@ def test_a_bad_scores_file_exits_2_naming_the_line(tmp_path, line, message):
 
 @pytest.mark.parametrize("rm_type", ["bt", "regression", "bnrm"])
 def test_a_checkpoint_is_scored_and_its_saved_scores_rescore_identically(tmp_path, rm_type):
-    tokenizer, model = modeling.load_reward_model({"source": "tiny", "architecture": "llama"}, rm_type)
+    tokenizer, model = reward_model.load_reward_model({"source": "tiny", "architecture": "llama"}, rm_type)
     checkpoint = tmp_path / "checkpoint"
-    modeling.save_reward_model(model, tokenizer, checkpoint, {
+    reward_model.save_reward_model(model, tokenizer, checkpoint, {
         "model_spec": {"source": "tiny", "architecture": "llama"}, "rm_type": rm_type,
         "regression_weights": list(scoring.PUBLISHED_WEIGHTS["nemotron-4-340b"])})
     scored = run_cli("--checkpoint", str(checkpoint), "--benchmark", "rewardbench2", "--max-length", "128",

@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from rmsweep import heads, losses
+from rmsweep.model import heads
+from rmsweep.model import losses
 
 CHOSEN, REJECTED = torch.tensor([1.0, 0.0, -1.0]), torch.tensor([0.0, 0.0, 1.0])
 MARGINS = torch.tensor([1.0, 2.0, 3.0])

@@ -3,7 +3,13 @@ import json
 import pytest
 import torch
 
-from rmsweep import datasets, heads, modeling, registry, sources, tiny
+from rmsweep.data import tokenization
+from rmsweep.data import batching
+from rmsweep.model import heads
+from rmsweep.model import reward_model
+from rmsweep.data import registry
+from rmsweep.data import sources
+from rmsweep.model import tiny
 
 TEXTS = [("please explain rivers", "detail accurate therefore"), ("please compare toxin harbors", "sorry cannot")]
 
@@ -15,10 +21,10 @@ def test_every_registry_architecture_has_a_tiny_preset():
 @pytest.mark.parametrize("architecture", sorted(tiny.ARCHITECTURES))
 def test_tiny_preset_builds_offline_and_reads_reward_independent_of_padding_side(architecture):
     torch.manual_seed(0)
-    tokenizer, model = modeling.load_reward_model({"source": "tiny", "architecture": architecture}, "bt")
+    tokenizer, model = reward_model.load_reward_model({"source": "tiny", "architecture": architecture}, "bt")
     assert type(model.model).__name__.endswith("ForSequenceClassification")
     model.eval()
-    texts = [datasets.chat_text(tokenizer, sources.user_prompt(prompt), response) for prompt, response in TEXTS]
+    texts = [tokenization.chat_text(tokenizer, sources.user_prompt(prompt), response) for prompt, response in TEXTS]
     scores = {}
     for side in ("left", "right"):
         tokenizer.padding_side = side
@@ -35,13 +41,13 @@ def test_tiny_preset_builds_offline_and_reads_reward_independent_of_padding_side
 
 def test_reward_read_at_last_real_token_even_when_pad_equals_eos():
     torch.manual_seed(0)
-    tokenizer, reward_model = modeling.load_reward_model({"source": "tiny", "architecture": "llama"}, "bt")
-    model = reward_model.model.eval()
+    tokenizer, rewarder = reward_model.load_reward_model({"source": "tiny", "architecture": "llama"}, "bt")
+    model = rewarder.model.eval()
     eos = tokenizer.eos_token_id
     model.config.pad_token_id = eos  # the pitfall: an eos inside the text looks like padding by id
     ids = torch.tensor([[5, 9, eos, 12, 13, eos]])
     with torch.no_grad():
-        full = modeling.rewards(model, ids, torch.ones_like(ids))
+        full = reward_model.rewards(model, ids, torch.ones_like(ids))
         hidden = model.base_model(input_ids=ids).last_hidden_state[:, -1]
     torch.testing.assert_close(full, model.score(hidden))
 
@@ -49,11 +55,11 @@ def test_reward_read_at_last_real_token_even_when_pad_equals_eos():
 @pytest.mark.parametrize("architecture", sorted(tiny.ARCHITECTURES))
 def test_checkpoint_round_trip_keeps_tokenizer_and_rewards(tmp_path, architecture):
     spec = {"source": "tiny", "architecture": architecture}
-    tokenizer, model = modeling.load_reward_model(spec, "regression")
-    modeling.save_reward_model(model, tokenizer, tmp_path, {"rm_type": "regression", "model_spec": spec})
-    loaded_tokenizer, loaded, meta = modeling.load_checkpoint(tmp_path)
+    tokenizer, model = reward_model.load_reward_model(spec, "regression")
+    reward_model.save_reward_model(model, tokenizer, tmp_path, {"rm_type": "regression", "model_spec": spec})
+    loaded_tokenizer, loaded, meta = reward_model.load_checkpoint(tmp_path)
     assert meta["rm_type"] == "regression" and loaded.model.config.num_labels == 5
-    text = datasets.chat_text(tokenizer, sources.user_prompt(TEXTS[0][0]), TEXTS[0][1])
+    text = tokenization.chat_text(tokenizer, sources.user_prompt(TEXTS[0][0]), TEXTS[0][1])
     assert loaded_tokenizer(text)["input_ids"] == tokenizer(text)["input_ids"]
     batch = tokenizer([text], return_tensors="pt", add_special_tokens=False)
     with torch.no_grad():
@@ -64,13 +70,13 @@ def test_checkpoint_round_trip_keeps_tokenizer_and_rewards(tmp_path, architectur
 def test_bnrm_checkpoint_round_trip_rebuilds_its_head(tmp_path):
     spec = {"source": "tiny", "architecture": "qwen2"}
     torch.manual_seed(0)
-    tokenizer, model = modeling.load_reward_model(spec, "bnrm")
+    tokenizer, model = reward_model.load_reward_model(spec, "bnrm")
     with torch.no_grad():
         model.model.score.loading_mean.mul_(3.0)  # not the initial values, so a fresh head would differ
-    modeling.save_reward_model(model, tokenizer, tmp_path, {"rm_type": "bnrm", "model_spec": spec})
-    _, loaded, _ = modeling.load_checkpoint(tmp_path)
+    reward_model.save_reward_model(model, tokenizer, tmp_path, {"rm_type": "bnrm", "model_spec": spec})
+    _, loaded, _ = reward_model.load_checkpoint(tmp_path)
     assert isinstance(loaded.model.score, heads.BNRMHead)
-    batch = tokenizer([datasets.chat_text(tokenizer, sources.user_prompt("please explain rivers"), "detail")],
+    batch = tokenizer([tokenization.chat_text(tokenizer, sources.user_prompt("please explain rivers"), "detail")],
                       return_tensors="pt", add_special_tokens=False)
     with torch.no_grad():
         torch.testing.assert_close(model.eval()(batch["input_ids"], batch["attention_mask"]),
@@ -90,7 +96,7 @@ def test_real_checkpoint_path_loads_a_causal_lm_directory_and_pins_the_pad_token
     tokenizer.save_pretrained(directory)
 
     spec = registry.model_spec(registry.model("Qwen2.5-0.5B-Instruct"), "full", tmp_path)
-    loaded_tokenizer, model = modeling.load_reward_model(spec, "regression")
+    loaded_tokenizer, model = reward_model.load_reward_model(spec, "regression")
     assert loaded_tokenizer.pad_token == loaded_tokenizer.eos_token
     assert model.model.config.pad_token_id == loaded_tokenizer.eos_token_id
     assert type(model.model).__name__ == "Qwen2ForSequenceClassification" and model.model.config.num_labels == 5
@@ -126,7 +132,7 @@ def test_a_models_own_code_runs_only_with_trust_remote_code(tmp_path, monkeypatc
     tokenizer = tiny.tiny_tokenizer()
     config = tiny.tiny_config("qwen2", tokenizer, num_labels=1)
     directory = tmp_path / "Qwen2.5-0.5B-Instruct"
-    modeling.AutoModelForSequenceClassification.from_config(config).save_pretrained(directory)
+    reward_model.AutoModelForSequenceClassification.from_config(config).save_pretrained(directory)
     tokenizer.save_pretrained(directory)
     (directory / "custom.py").write_text(CUSTOM_CODE)
     saved = json.loads((directory / "config.json").read_text())
@@ -137,30 +143,30 @@ def test_a_models_own_code_runs_only_with_trust_remote_code(tmp_path, monkeypatc
     row = registry.model("Qwen2.5-0.5B-Instruct")
 
     with pytest.raises(ValueError, match="trust_remote_code"):
-        modeling.load_reward_model(registry.model_spec(row, "full", tmp_path), "bt")
+        reward_model.load_reward_model(registry.model_spec(row, "full", tmp_path), "bt")
     assert not marker.exists()
-    _, model = modeling.load_reward_model(registry.model_spec(row, "full", tmp_path, trust_remote_code=True), "bt")
+    _, model = reward_model.load_reward_model(registry.model_spec(row, "full", tmp_path, trust_remote_code=True), "bt")
     assert type(model.model).__name__ == "CustomModel" and marker.exists()
 
 
 @pytest.mark.parametrize("architecture", tiny.ARCHITECTURES)
 def test_packed_sequences_get_the_rewards_of_padded_ones(architecture):
-    _, model = modeling.load_reward_model({"source": "tiny", "architecture": architecture}, "regression")
+    _, model = reward_model.load_reward_model({"source": "tiny", "architecture": architecture}, "regression")
     model.eval()
     sequences = [[5, 6, 7, 8, 9, 10, 11], [12, 13], [14, 15, 16, 17]]
     with torch.no_grad():
-        padded = model(*datasets.pad(sequences, pad_id=0))
-        packed = model(**datasets.pack(sequences))
+        padded = model(*tokenization.pad(sequences, pad_id=0))
+        packed = model(**tokenization.pack(sequences))
     torch.testing.assert_close(packed, padded, atol=1e-5, rtol=1e-4)
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU (the device machine runs it)")
 @pytest.mark.parametrize("architecture", tiny.ARCHITECTURES)
 def test_on_a_gpu_packed_sequences_get_the_rewards_of_padded_ones_in_bf16(architecture):
-    _, model = modeling.load_reward_model({"source": "tiny", "architecture": architecture}, "regression")
+    _, model = reward_model.load_reward_model({"source": "tiny", "architecture": architecture}, "regression")
     model = model.to("cuda").eval()
     sequences = [[5, 6, 7, 8, 9, 10, 11], [12, 13], [14, 15, 16, 17]]
     with torch.no_grad(), torch.autocast("cuda", dtype=torch.bfloat16):
-        padded = model(*datasets.pad(sequences, pad_id=0, device="cuda")).float()
-        packed = model(**datasets.pack(sequences, device="cuda")).float()
+        padded = model(*tokenization.pad(sequences, pad_id=0, device="cuda")).float()
+        packed = model(**tokenization.pack(sequences, device="cuda")).float()
     torch.testing.assert_close(packed, padded, atol=2e-2, rtol=2e-2)  # bf16 keeps ~3 significant digits

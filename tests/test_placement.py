@@ -1,7 +1,7 @@
 """Worker groups per base model, and the checks that refuse a trial the cluster can never place."""
 import pytest
 
-from rmsweep import placement
+from rmsweep.sweep import placement
 
 A100_NODE = {"CPU": 96.0, "GPU": 8.0}
 HEAD = {"CPU": 16.0}

@@ -1,6 +1,6 @@
 import pytest
 
-from rmsweep import registry
+from rmsweep.data import registry
 
 
 def test_all_paper_models_are_registered():

@@ -1,7 +1,8 @@
 import pandas as pd
 import pytest
 
-from rmsweep import report, storage
+from rmsweep.analysis import report
+from rmsweep.sweep import storage
 
 SWEEP = {"family": "gemma2", "rm_type": "bt", "scale": "tiny", "seed": 0, "benchmarks": ["rewardbench", "rewardbench2"]}
 TRIALS = pd.DataFrame({

@@ -3,7 +3,7 @@ import math
 import numpy as np
 import pytest
 
-from rmsweep import scoring
+from rmsweep.analysis import scoring
 
 
 def _rewardbench_rows(accuracy_by_subset, n=100):

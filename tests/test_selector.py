@@ -2,7 +2,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from rmsweep import registry, selector
+from rmsweep.data import registry
+from rmsweep.analysis import selector
 
 FEATURES = ["mbpp_plus", "toxigen", "ifeval", "params_b"]
 

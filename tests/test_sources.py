@@ -5,7 +5,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from rmsweep import sources
+from rmsweep.data import sources
 
 FIXTURES = Path(__file__).parent / "fixtures"
 

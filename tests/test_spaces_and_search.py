@@ -6,8 +6,10 @@ import pytest
 import yaml
 from ray.tune.search import Searcher
 
-from rmsweep import spaces, storage, sweep
-from rmsweep.sweep import PerModelSearcher
+from rmsweep.sweep import spaces
+from rmsweep.sweep import storage
+from rmsweep.sweep import tuner
+from rmsweep.sweep.tuner import PerModelSearcher
 
 
 def test_default_space_resolves_per_rm_type_and_scale():
@@ -112,10 +114,10 @@ def test_a_failed_trials_ledger_line_is_its_last_exception():
         "RuntimeError: out of memory: gemma-2-9b-it, micro-batch 4 x up to 2048 tokens (global batch 128, "
         "4 worker(s)) on cuda:1\n"
     )
-    assert sweep.error_summary(ray_train_error) == (
+    assert tuner.error_summary(ray_train_error) == (
         "RuntimeError: out of memory: gemma-2-9b-it, micro-batch 4 x up to 2048 tokens (global batch 128, "
         "4 worker(s)) on cuda:1")
-    assert sweep.error_summary("the worker's node died\nmore") == "the worker's node died"
+    assert tuner.error_summary("the worker's node died\nmore") == "the worker's node died"
 
 
 def _run_allocation(allocation, accuracy_of, steps_of):
@@ -137,7 +139,7 @@ def _run_allocation(allocation, accuracy_of, steps_of):
 def test_budget_allocation_halves_the_models_and_stays_within_budget():
     priors = {"a": 0.9, "b": 0.8, "c": 0.7, "d": 0.6}
     accuracy = {"a": 0.70, "b": 0.60, "c": 0.95, "d": 0.50}  # c is better than the selector thought
-    allocation = sweep.ModelHalving(priors, budget_steps=1600, max_trial_steps=100)
+    allocation = tuner.ModelHalving(priors, budget_steps=1600, max_trial_steps=100)
     models, spent = _run_allocation(allocation, accuracy.get, lambda model: 100)
     # Round 0: 2 trials for the predicted top half, 1 for the rest; round 1: c and a, 4 each; round 2: c alone.
     assert models[:6] == ["a", "b", "c", "d", "a", "b"]  # round-robin, the predicted best first
@@ -146,14 +148,14 @@ def test_budget_allocation_halves_the_models_and_stays_within_budget():
 
 
 def test_budget_allocation_counts_steps_of_early_stopped_trials_and_caps_a_grid():
-    allocation = sweep.ModelHalving({"a": 1.0, "b": 0.0}, budget_steps=10_000, max_trial_steps=100,
+    allocation = tuner.ModelHalving({"a": 1.0, "b": 0.0}, budget_steps=10_000, max_trial_steps=100,
                                     max_trials_per_model=3)
     models, spent = _run_allocation(allocation, {"a": 0.9, "b": 0.5}.get, lambda model: 25)  # ASHA stopped each
     assert models.count("a") == 3 and models.count("b") == 1 and spent == 4 * 25  # a's grid is done: no more
 
 
 def test_budget_allocation_waits_for_running_trials_before_a_new_round():
-    allocation = sweep.ModelHalving({"a": 1.0, "b": 0.0}, budget_steps=10_000, max_trial_steps=100, first_round=1)
+    allocation = tuner.ModelHalving({"a": 1.0, "b": 0.0}, budget_steps=10_000, max_trial_steps=100, first_round=1)
     assert allocation.assign("t0", Counter()) == "a" and allocation.assign("t1", Counter(a=1)) == "b"
     assert allocation.assign("t2", Counter(a=1, b=1)) is None  # round 0 is handed out but not finished
     for trial, accuracy in (("t0", 0.9), ("t1", 0.5)):
@@ -179,14 +181,14 @@ def test_a_trial_resumed_before_its_first_evaluation_keeps_its_ledger_row(tmp_pa
     rows = []
     aggregator = SimpleNamespace(trial_progress=SimpleNamespace(remote=rows.append))
     interrupted = {"trial_id": "old1", "wall_seconds": 12.0, "best_val_accuracy": None, "checkpoint": None}
-    callback = sweep.LedgerCallback(aggregator, total_trials=1, placements={"a": {"workers": 1, "gpus_per_worker": 0}},
+    callback = tuner.LedgerCallback(aggregator, total_trials=1, placements={"a": {"workers": 1, "gpus_per_worker": 0}},
                                     checkpoints=storage.Location(tmp_path), interrupted=[interrupted])
     trial = SimpleNamespace(trial_id="t1", config={"model": "a", "lr": 1e-3, "epochs": 1, "resume_trial_id": "old1"})
     callback.on_trial_start(0, [], trial)
     result = {"step": 16, "total_steps": 64, "train_truncated": 0, "train_dropped": 0, "diverged": False,
               "out_of_memory": "", "nodes": "n1", "tokens_per_second": 100.0, "gradient_checkpointing": False,
-              "startup_seconds": 1.0, "eval_seconds": 0.5, "loop_seconds": 5.0, sweep.METRIC: 0.8,
-              sweep.CHECKPOINT_PATH_KEY: str(tmp_path / "checkpoint_000000")}
+              "startup_seconds": 1.0, "eval_seconds": 0.5, "loop_seconds": 5.0, tuner.METRIC: 0.8,
+              tuner.CHECKPOINT_PATH_KEY: str(tmp_path / "checkpoint_000000")}
     callback.on_trial_result(0, [], trial, result)
     assert rows[-1]["trial_id"] == "old1" and rows[-1]["best_val_accuracy"] == 0.8
     assert rows[-1]["checkpoint"] == storage.Location(tmp_path).address_of(str(tmp_path / "checkpoint_000000"))
@@ -198,7 +200,7 @@ def test_trials_hand_ray_train_the_sweep_settings_unless_the_environment_sets_th
 
     monkeypatch.delenv("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", raising=False)
     monkeypatch.setenv("RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S", "90")
-    sweep.set_ray_train_env()
+    tuner.set_ray_train_env()
     passed_on = get_env_vars_to_propagate()
-    assert passed_on["RAY_TRAIN_HEALTH_CHECK_INTERVAL_S"] == sweep.RAY_TRAIN_ENV["RAY_TRAIN_HEALTH_CHECK_INTERVAL_S"]
+    assert passed_on["RAY_TRAIN_HEALTH_CHECK_INTERVAL_S"] == tuner.RAY_TRAIN_ENV["RAY_TRAIN_HEALTH_CHECK_INTERVAL_S"]
     assert passed_on["RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S"] == "90"

@@ -15,7 +15,9 @@ import yaml
 from ray.util.state import list_actors
 
 from ledger_polling import poll_ledger
-from rmsweep import run, scoring, spaces
+from rmsweep.cli import run
+from rmsweep.analysis import scoring
+from rmsweep.sweep import spaces
 
 pytestmark = pytest.mark.slow
 
@@ -154,7 +156,7 @@ def test_status_and_metrics_follow_a_running_sweep(local_ray, tmp_path):
     try:
         seen_running, seen_metric = None, False
         deadline = time.time() + 240
-        while sweep.poll() is None and time.time() < deadline and not (seen_running and seen_metric):
+        while tuner.poll() is None and time.time() < deadline and not (seen_running and seen_metric):
             time.sleep(2)
             if not seen_running and (tmp_path / "gemma2-bt-tiny" / "sweep.json").exists():
                 code, out = _status(tmp_path, "gemma2-bt-tiny")
@@ -163,11 +165,11 @@ def test_status_and_metrics_follow_a_running_sweep(local_ray, tmp_path):
             metrics = _prometheus_metrics()
             seen_metric = seen_metric or ('rmsweep_trials{' in metrics and 'rmsweep_best_val_accuracy{' in metrics
                                           and 'model="gemma-2-2b-it"' in metrics)
-        assert sweep.wait(timeout=300) == 0, sweep.stderr.read()
+        assert tuner.wait(timeout=300) == 0, tuner.stderr.read()
         assert seen_running and "gemma2-bt-tiny: running" in seen_running and "0 GPU-hours" in seen_running
         assert seen_metric
     finally:
-        sweep.kill()
+        tuner.kill()
     code, out = _status(tmp_path, "gemma2-bt-tiny")
     assert code == 0 and "gemma2-bt-tiny: finished" in out and "2 of 2 finished" in out
     assert _status(tmp_path, "no-such-run")[0] == 2

@@ -9,7 +9,12 @@ import torch.distributed as dist
 import torch.multiprocessing
 from torch.nn.parallel import DistributedDataParallel
 
-from rmsweep import datasets, distributed, modeling, sources, train
+from rmsweep.data import tokenization
+from rmsweep.data import batching
+from rmsweep.training import distributed
+from rmsweep.model import reward_model
+from rmsweep.data import sources
+from rmsweep.training import loop
 
 CONFIG = dict(model="gemma-2-2b-it", model_spec={"source": "tiny", "architecture": "gemma2"}, rm_type="bt",
               bt_variant="plain", reward_centering=0.0, lr=1e-3, epochs=1, global_batch_size=32,
@@ -30,7 +35,7 @@ def _fit(device="cpu", train_pairs=None, **overrides):
     config = {**CONFIG, **overrides}
     data = DATA["regression" if config["rm_type"] == "regression" else "bt"]
     config["data"] = {"train": data.train[:train_pairs], "validation": data.validation}
-    train.fit_reward_model(config, lambda metrics, checkpoint: reports.append((metrics, checkpoint)),
+    loop.fit_reward_model(config, lambda metrics, checkpoint: reports.append((metrics, checkpoint)),
                            device=device, prepare_model=capture)
     return reports, models[0]
 
@@ -85,7 +90,7 @@ def test_gradients_are_clipped_before_every_optimizer_step(monkeypatch):
     _fit(train_pairs=256, eval_every=1000)
     assert max(norms_at_step) > 0.05  # the gradients are larger than the limit set below: clipping has work
     norms_at_step.clear()
-    monkeypatch.setattr(train, "MAX_GRAD_NORM", 0.05)
+    monkeypatch.setattr(loop, "MAX_GRAD_NORM", 0.05)
     _fit(train_pairs=256, eval_every=1000)
     assert len(norms_at_step) == 256 // 32 and max(norms_at_step) <= 0.05 * 1.001
 
@@ -104,7 +109,7 @@ def _checkpointing_on(model) -> bool:
 
 
 def test_running_out_of_memory_stops_the_trial_and_names_model_and_batch(monkeypatch):
-    real_loss, calls = train._micro_batch_loss, []
+    real_loss, calls = loop._micro_batch_loss, []
 
     def loss_until_memory_runs_out(*args):
         calls.append(1)
@@ -112,7 +117,7 @@ def test_running_out_of_memory_stops_the_trial_and_names_model_and_batch(monkeyp
             raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
         return real_loss(*args)
 
-    monkeypatch.setattr(train, "_micro_batch_loss", loss_until_memory_runs_out)
+    monkeypatch.setattr(loop, "_micro_batch_loss", loss_until_memory_runs_out)
     reports, _ = _fit()
     metrics, checkpoint = reports[-1]
     assert checkpoint is None and not metrics["diverged"]
@@ -126,7 +131,7 @@ def test_out_of_memory_with_checkpointing_on_auto_turns_it_on_and_redoes_the_ste
     """Step 3 runs out of memory on its second micro-batch: the step is done again from no gradients with
     activations recomputed, and the trial ends with the weights of one that never ran out of memory. The next
     trial of the same model starts with checkpointing on."""
-    real_loss, calls = train._micro_batch_loss, []
+    real_loss, calls = loop._micro_batch_loss, []
 
     def out_of_memory_once_without_checkpointing(model, *args):
         calls.append(1)
@@ -135,7 +140,7 @@ def test_out_of_memory_with_checkpointing_on_auto_turns_it_on_and_redoes_the_ste
         return real_loss(model, *args)
 
     reference_reports, (reference, _) = _fit(train_pairs=128)  # 4 steps of 2 micro-batches
-    monkeypatch.setattr(train, "_micro_batch_loss", out_of_memory_once_without_checkpointing)
+    monkeypatch.setattr(loop, "_micro_batch_loss", out_of_memory_once_without_checkpointing)
     settings = dict(gradient_checkpointing="auto", out_of_memory_dir=str(tmp_path))
     reports, (model, _) = _fit(train_pairs=128, **settings)
     metrics = reports[-1][0]
@@ -156,7 +161,7 @@ def test_other_runtime_errors_are_not_taken_for_out_of_memory(monkeypatch):
     def broken(*args):
         raise RuntimeError("shape mismatch")
 
-    monkeypatch.setattr(train, "_micro_batch_loss", broken)
+    monkeypatch.setattr(loop, "_micro_batch_loss", broken)
     with pytest.raises(RuntimeError, match="shape mismatch"):
         _fit()
 
@@ -164,7 +169,7 @@ def test_other_runtime_errors_are_not_taken_for_out_of_memory(monkeypatch):
 def _gradients(model, config, tokenized, micro_batches, padding_free=False):
     model.zero_grad()
     for micro_batch in micro_batches:
-        loss = train._micro_batch_loss(model, config, tokenized, micro_batch, 0, "cpu", padding_free)
+        loss = loop._micro_batch_loss(model, config, tokenized, micro_batch, 0, "cpu", padding_free)
         (loss / len(micro_batches)).backward()
     return {name: p.grad.clone() for name, p in model.named_parameters()}
 
@@ -172,8 +177,8 @@ def _gradients(model, config, tokenized, micro_batches, padding_free=False):
 @pytest.mark.parametrize("rm_type", ["bt", "regression"])
 def test_packed_micro_batches_give_the_gradient_of_padded_ones(rm_type):
     torch.manual_seed(0)
-    tokenizer, model = modeling.load_reward_model(CONFIG["model_spec"], rm_type)
-    tokenize = datasets.tokenize_ratings if rm_type == "regression" else datasets.tokenize_pairs
+    tokenizer, model = reward_model.load_reward_model(CONFIG["model_spec"], rm_type)
+    tokenize = tokenization.tokenize_ratings if rm_type == "regression" else tokenization.tokenize_pairs
     rows = tokenize(tokenizer, DATA[rm_type].train[:8], 128)
     config = {**CONFIG, "rm_type": rm_type}
     padded = _gradients(model, config, rows, [list(range(8))])
@@ -184,8 +189,8 @@ def test_packed_micro_batches_give_the_gradient_of_padded_ones(rm_type):
 
 def test_length_grouping_sorts_within_each_step_and_keeps_its_examples():
     lengths = np.random.default_rng(1).integers(10, 2000, size=64)
-    grouped = list(datasets.rank_micro_batches(64, 16, 4, 0, 1, seed=0, epoch=0, lengths=lengths))
-    plain = list(datasets.rank_micro_batches(64, 16, 4, 0, 1, seed=0, epoch=0))
+    grouped = list(batching.rank_micro_batches(64, 16, 4, 0, 1, seed=0, epoch=0, lengths=lengths))
+    plain = list(batching.rank_micro_batches(64, 16, 4, 0, 1, seed=0, epoch=0))
     for step_grouped, step_plain in zip(grouped, plain):
         assert sorted(sum(step_grouped, [])) == sorted(sum(step_plain, []))  # the same examples, so the same gradient
         flat = [lengths[i] for micro in step_grouped for i in micro]
@@ -207,7 +212,7 @@ def test_least_padding_split_is_the_best_split_within_the_fixed_splits_passes_an
         return [(end - begin) * lengths[begin] for begin, end in split]
     feasible = [split for split in _contiguous_splits(len(lengths))
                 if len(split) <= len(fixed) and max(padded(split)) <= max(padded(fixed))]
-    chosen = datasets.least_padding_split(lengths, micro_batch)
+    chosen = batching.least_padding_split(lengths, micro_batch)
     assert chosen in feasible
     assert sum(padded(chosen)) == min(sum(padded(split)) for split in feasible)
 
@@ -230,8 +235,8 @@ def test_a_padding_free_trial_learns_like_a_padded_one():
 
 def test_batch_8_equals_8_micro_batches_of_1():
     torch.manual_seed(0)
-    tokenizer, model = modeling.load_reward_model(CONFIG["model_spec"], "bt")
-    pairs = datasets.tokenize_pairs(tokenizer, DATA["bt"].train[:8], 128)
+    tokenizer, model = reward_model.load_reward_model(CONFIG["model_spec"], "bt")
+    pairs = tokenization.tokenize_pairs(tokenizer, DATA["bt"].train[:8], 128)
     whole = _gradients(model, CONFIG, pairs, [list(range(8))])
     accumulated = _gradients(model, CONFIG, pairs, [[i] for i in range(8)])
     for name in whole:
@@ -239,7 +244,7 @@ def test_batch_8_equals_8_micro_batches_of_1():
 
 
 def test_ranks_split_each_global_batch_exactly_once():
-    steps = [list(datasets.rank_micro_batches(100, 8, 2, rank, 2, seed=0, epoch=0)) for rank in range(2)]
+    steps = [list(batching.rank_micro_batches(100, 8, 2, rank, 2, seed=0, epoch=0)) for rank in range(2)]
     assert len(steps[0]) == len(steps[1]) == 100 // 8
     for rank0, rank1 in zip(*steps):
         indices = [i for micro in rank0 + rank1 for i in micro]
@@ -248,9 +253,9 @@ def test_ranks_split_each_global_batch_exactly_once():
 
 
 def test_ranks_holding_different_hyperparameters_are_refused():
-    train.check_same_across_ranks([(1e-3, 2, 0), (1e-3, 2, 0)])
+    loop.check_same_across_ranks([(1e-3, 2, 0), (1e-3, 2, 0)])
     try:
-        train.check_same_across_ranks([(1e-3, 2, 0), (3e-3, 2, 0)])
+        loop.check_same_across_ranks([(1e-3, 2, 0), (3e-3, 2, 0)])
     except RuntimeError as error:
         assert "disagree" in str(error)
     else:
@@ -271,9 +276,9 @@ def _data_parallel_worker(rank, world_size, port, out_dir, strategy, overrides):
     config = {**CONFIG, "eval_every": 2, "strategy": strategy,
               "data": {"train": data.train[:128], "validation": data.validation[:63]}, **overrides}
     reports = []
-    train.fit_reward_model(config, lambda metrics, checkpoint: reports.append(metrics), rank, world_size, "cpu",
+    loop.fit_reward_model(config, lambda metrics, checkpoint: reports.append(metrics), rank, world_size, "cpu",
                            prepare)
-    state = distributed.full_state_dict(wrapped[0]) or modeling.unwrap(wrapped[0]).model.state_dict()
+    state = distributed.full_state_dict(wrapped[0]) or reward_model.unwrap(wrapped[0]).model.state_dict()
     if rank == 0 or strategy == "ddp":
         torch.save((state, reports), os.path.join(out_dir, f"{strategy}-rank{rank}.pt"))
     dist.destroy_process_group()
@@ -292,7 +297,7 @@ def test_data_parallel_ranks_train_one_model(tmp_path):
     _train_on_two_ranks(tmp_path, "ddp")
     rank0, rank1 = (torch.load(tmp_path / f"ddp-rank{rank}.pt")[0] for rank in (0, 1))
     torch.manual_seed(CONFIG["seed"])  # the initial weights, as fit_reward_model seeds them
-    initial = modeling.load_reward_model(CONFIG["model_spec"], "bt")[1].model.state_dict()
+    initial = reward_model.load_reward_model(CONFIG["model_spec"], "bt")[1].model.state_dict()
     assert any(not torch.equal(rank0[name], initial[name]) for name in rank0)  # it trained
     for name in rank0:
         torch.testing.assert_close(rank0[name], rank1[name], msg=name)
@@ -302,7 +307,7 @@ def test_a_data_parallel_trial_out_of_memory_restarts_with_checkpointing_on(tmp_
     """Rank 1 runs out of memory at step 3 without checkpointing: it leaves a file named after the model in the
     sweep's out_of_memory_dir and raises (Ray Train ends the group). The group started again (or any later trial
     of the model) finds the file: checkpointing on from step 1."""
-    real_loss, passes = train._micro_batch_loss, []  # each forked rank counts its own
+    real_loss, passes = loop._micro_batch_loss, []  # each forked rank counts its own
 
     def rank_1_out_of_memory_at_step_3_without_checkpointing(model, *args):
         passes.append(1)
@@ -310,7 +315,7 @@ def test_a_data_parallel_trial_out_of_memory_restarts_with_checkpointing_on(tmp_
             raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
         return real_loss(model, *args)
 
-    monkeypatch.setattr(train, "_micro_batch_loss", rank_1_out_of_memory_at_step_3_without_checkpointing)
+    monkeypatch.setattr(loop, "_micro_batch_loss", rank_1_out_of_memory_at_step_3_without_checkpointing)
     out_of_memory_dir = tmp_path / "out_of_memory"
     settings = dict(gradient_checkpointing="auto", out_of_memory_dir=str(out_of_memory_dir))
     with pytest.raises(torch.multiprocessing.ProcessRaisedException, match="out of memory: gemma-2-2b-it"):
@@ -348,7 +353,7 @@ def test_a_trial_resumed_from_a_checkpoint_ends_as_if_never_interrupted(tmp_path
                                                                "validation": DATA["bt"].validation[:64]}}
     config["eval_every"] = 4  # 512 / 32 = 16 steps: evaluations at 4, 8, 12, 16
     whole = []
-    train.fit_reward_model(config, lambda metrics, checkpoint: whole.append((metrics, checkpoint and shutil.copytree(
+    loop.fit_reward_model(config, lambda metrics, checkpoint: whole.append((metrics, checkpoint and shutil.copytree(
         checkpoint, tmp_path / f"whole-{metrics['step']}"))))
 
     def crash_after_step_8(metrics, checkpoint):
@@ -357,13 +362,13 @@ def test_a_trial_resumed_from_a_checkpoint_ends_as_if_never_interrupted(tmp_path
             raise _Crash
 
     with pytest.raises(_Crash):
-        train.fit_reward_model(config, crash_after_step_8)
+        loop.fit_reward_model(config, crash_after_step_8)
     resumed = []
-    train.fit_reward_model(config, lambda metrics, checkpoint: resumed.append((metrics, checkpoint and shutil.copytree(
+    loop.fit_reward_model(config, lambda metrics, checkpoint: resumed.append((metrics, checkpoint and shutil.copytree(
         checkpoint, tmp_path / f"resumed-{metrics['step']}"))), resume_from=tmp_path / "at-8")
     assert [m["step"] for m, _ in resumed] == [12, 16] and {m["resumed_from_step"] for m, _ in resumed} == {8}
     assert [m["val_accuracy"] for m, _ in resumed] == [m["val_accuracy"] for m, _ in whole[2:]]
-    _, resumed_final = modeling.load_checkpoint(resumed[-1][1])[:2]
-    _, whole_final = modeling.load_checkpoint(whole[-1][1])[:2]
+    _, resumed_final = reward_model.load_checkpoint(resumed[-1][1])[:2]
+    _, whole_final = reward_model.load_checkpoint(whole[-1][1])[:2]
     for (name, a), (_, b) in zip(resumed_final.state_dict().items(), whole_final.state_dict().items()):
         torch.testing.assert_close(a, b, msg=name)

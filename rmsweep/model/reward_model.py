@@ -12,8 +12,9 @@ from safetensors import safe_open
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 from transformers.utils import logging as transformers_logging
 
-from rmsweep import heads, tiny
-from rmsweep.datasets import pad
+from rmsweep.model import heads
+from rmsweep.model import tiny
+from rmsweep.data.tokenization import pad
 
 META_FILE = "rmsweep_meta.json"
 RM_OUTPUTS = {"bt": 1, "regression": 5, "bnrm": 1}  # regression: the 5 HelpSteer2 attributes
@@ -38,7 +39,7 @@ class RewardModel(torch.nn.Module):
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
                 position_ids: torch.Tensor | None = None, last_tokens: torch.Tensor | None = None) -> torch.Tensor:
-        """Padded rows (`datasets.pad`: input_ids, attention_mask) or one packed row (`datasets.pack`:
+        """Padded rows (`tokenization.pad`: input_ids, attention_mask) or one packed row (`tokenization.pack`:
         input_ids, position_ids, last_tokens)."""
         if attention_mask is not None:
             return rewards(self.model, input_ids, attention_mask)
@@ -114,7 +115,7 @@ def rewards(model, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> tor
 
 def packed_rewards(model, input_ids: torch.Tensor, position_ids: torch.Tensor,
                    last_tokens: torch.Tensor) -> torch.Tensor:
-    """The head's outputs at the last token of each sequence packed in one row (`datasets.pack`)."""
+    """The head's outputs at the last token of each sequence packed in one row (`tokenization.pack`)."""
     # No KV cache: transformers looks for packed sequences only without one.
     hidden = model.base_model(input_ids=input_ids, position_ids=position_ids, use_cache=False)
     return model.score(hidden.last_hidden_state[0, last_tokens])

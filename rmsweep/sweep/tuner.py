@@ -31,8 +31,8 @@ from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 from ray.tune.search import Searcher
 from ray.tune.search.optuna import OptunaSearch
 
-from rmsweep import storage
-from rmsweep.train import train_loop_per_worker
+from rmsweep.sweep import storage
+from rmsweep.training.loop import train_loop_per_worker
 
 METRIC, MODE = "val_accuracy", "max"
 optuna.logging.set_verbosity(optuna.logging.WARNING)  # one line per study created is noise here

@@ -23,7 +23,8 @@ from typing import Callable
 
 import numpy as np
 
-from rmsweep import scoring, synthetic
+from rmsweep.analysis import scoring
+from rmsweep.data import builtin_corpus
 
 
 class DataError(ValueError):
@@ -330,14 +331,14 @@ def load(spec, rm_type: str, data_dir: Path | None = None, seed: int = 0) -> Dat
 
 def builtin(rm_type: str, seed: int = 0) -> Data:
     """The offline corpus, in canonical records."""
-    splits = synthetic.builtin_splits(seed)
+    splits = builtin_corpus.builtin_splits(seed)
 
     def pairs(rows):
         return [{"prompt": user_prompt(r["prompt"]), "chosen": r["chosen"], "rejected": r["rejected"],
                  "margin": float(r["strength"])} for r in rows]
 
     train = ([{"prompt": user_prompt(r["prompt"]), "response": r["response"], "attributes": r["attributes"]}
-              for r in synthetic.ratings(splits["train"])] if rm_type == "regression" else pairs(splits["train"]))
+              for r in builtin_corpus.ratings(splits["train"])] if rm_type == "regression" else pairs(splits["train"]))
     evaluation = {
         "rewardbench": [_rewardbench_group(row) for row in splits["rewardbench"]],
         "rewardbench2": [_rewardbench2_group(row) for row in splits["rewardbench2"]],

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pyarrow.fs
 
-from rmsweep import atomic
+from rmsweep.sweep import atomic
 
 
 def is_uri(address: str) -> bool:

@@ -21,7 +21,13 @@ from dataclasses import asdict
 from importlib.metadata import version
 from pathlib import Path
 
-from rmsweep import placement, registry, scoring, sources, spaces, storage, token_cache
+from rmsweep.sweep import placement
+from rmsweep.data import registry
+from rmsweep.analysis import scoring
+from rmsweep.data import sources
+from rmsweep.sweep import spaces
+from rmsweep.sweep import storage
+from rmsweep.data import token_cache
 
 RM_TYPES = ("bt", "regression", "bnrm")
 BT_VARIANTS = ("plain", "margin", "scaled")  # losses.BT_VARIANTS, without importing torch for --help
@@ -347,7 +353,7 @@ def resolve(args: argparse.Namespace) -> tuple[dict, spaces.SearchSpace, storage
 def budget_priors(names: list[str], rm_type: str) -> dict:
     """Each model's RewardBench score as the selector predicts it from the paper's published results: the order
     in which a budget-aware sweep favours them."""
-    from rmsweep import selector
+    from rmsweep.analysis import selector
 
     return selector.predicted_quality(registry.models(), registry.nearest_published_columns(rm_type)["overall"],
                                       names)
@@ -451,7 +457,9 @@ def main(argv=None) -> int:
     import ray
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-    from rmsweep import aggregate, report, sweep
+    from rmsweep.sweep import aggregate
+    from rmsweep.analysis import report
+    from rmsweep.sweep import tuner
 
     if not ray.is_initialized():  # a caller (tests, a notebook) may have started Ray already
         context = ray.init(
@@ -493,7 +501,7 @@ def main(argv=None) -> int:
         run_dir, settings, [evaluation_data], [row for row in ledger if row["status"] != "running"]
     )
     try:
-        sweep.run_sweep(settings, space, aggregator, run_dir, training_data, ledger)
+        tuner.run_sweep(settings, space, aggregator, run_dir, training_data, ledger)
         print("scoring each base model's best checkpoint and fitting the selector ...", flush=True)
         best = ray.get(aggregator.finalize.remote())
     finally:

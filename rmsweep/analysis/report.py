@@ -1,7 +1,9 @@
 """report.md: the sweep's results, the selector and the paper's analyses, with plots next to it."""
 import pandas as pd
 
-from rmsweep import analyses, scoring, storage
+from rmsweep.analysis import paper_analyses
+from rmsweep.analysis import scoring
+from rmsweep.sweep import storage
 
 BEST_COLUMNS = ["model", "size_group", "params_b", "best_lr", "best_epochs", "val_accuracy", "regression_weights",
                 *[column for columns in scoring.SCORE_COLUMNS.values() for column in columns.values()]]
@@ -15,7 +17,7 @@ def _markdown(table: pd.DataFrame) -> str:
     return table.astype(object).where(table.notna(), None).to_markdown(index=False, floatfmt=".4g", missingval="–")
 
 
-def render_analyses(results: list[analyses.Analysis]) -> list[str]:
+def render_analyses(results: list[paper_analyses.Analysis]) -> list[str]:
     """Markdown for each analysis the data supports, then what the others would need."""
     lines = []
     for analysis in results:
@@ -71,7 +73,7 @@ def best_columns(best: pd.DataFrame) -> list[str]:
 def write_report(run_dir: storage.Location, sweep: dict, trials: pd.DataFrame, best: pd.DataFrame,
                  selector: dict) -> None:
     headline = scoring.SCORE_COLUMNS[sweep["benchmarks"][0]]["overall"]
-    results = analyses.sweep_results(best, headline)
+    results = paper_analyses.sweep_results(best, headline)
     counts = trials["status"].value_counts().to_dict()
     lines = [
         f"# rmsweep: family `{sweep['family']}`, {sweep['rm_type']} reward models, scale `{sweep['scale']}`",
@@ -102,12 +104,12 @@ def write_report(run_dir: storage.Location, sweep: dict, trials: pd.DataFrame, b
         "## Analyses",
         "",
         *render_analyses([
-            analyses.lr_sensitivity(trials, run_dir),
-            analyses.size_group_gains(results),
-            analyses.stage_deltas(results),
-            analyses.bt_vs_regression(results),
-            analyses.scale_curve(results, run_dir),
-            analyses.coverage_curves(selector, run_dir),
+            paper_analyses.lr_sensitivity(trials, run_dir),
+            paper_analyses.size_group_gains(results),
+            paper_analyses.stage_deltas(results),
+            paper_analyses.bt_vs_regression(results),
+            paper_analyses.scale_curve(results, run_dir),
+            paper_analyses.coverage_curves(selector, run_dir),
         ]),
         "## All trials",
         "",

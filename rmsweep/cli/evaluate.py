@@ -14,7 +14,8 @@ import math
 import sys
 from pathlib import Path
 
-from rmsweep import atomic, scoring
+from rmsweep.sweep import atomic
+from rmsweep.analysis import scoring
 
 HUB_DATA = "hub"
 BUILTIN_DATA = "builtin"
@@ -26,11 +27,13 @@ class UsageError(Exception):
 
 def score_groups(model, tokenizer, groups: list[dict], max_length: int, device="cpu", weights=None) -> list[dict]:
     """Score rows (the --scores format) for benchmark groups: one reward per completion."""
-    from rmsweep import datasets, modeling
+    from rmsweep.data import tokenization
+    from rmsweep.data import batching
+    from rmsweep.model import reward_model
 
-    tokenized = datasets.tokenize_groups(tokenizer, groups, max_length)
-    outputs = modeling.score_sequences(model, tokenized.sequences, tokenizer.pad_token_id, device)
-    rewards = modeling.scalar(outputs, weights).tolist()
+    tokenized = tokenization.tokenize_groups(tokenizer, groups, max_length)
+    outputs = reward_model.score_sequences(model, tokenized.sequences, tokenizer.pad_token_id, device)
+    rewards = reward_model.scalar(outputs, weights).tolist()
     rows, offset = [], 0
     for group in groups:
         count = len(group["completions"])
@@ -43,15 +46,17 @@ def score_groups(model, tokenizer, groups: list[dict], max_length: int, device="
 def regression_weights(model, tokenizer, validation: list[dict], choice: str, max_length: int, device="cpu") -> dict:
     """A regression RM's attribute weights: a published vector, or (`search`) the paper's grid search on the
     validation pairs. Returns {"weights", "accuracy" on the validation pairs, "choice"}."""
-    from rmsweep import datasets, modeling
+    from rmsweep.data import tokenization
+    from rmsweep.data import batching
+    from rmsweep.model import reward_model
 
-    pairs = datasets.tokenize_pairs(tokenizer, validation, max_length)
-    chosen, rejected = modeling.score_pairs(model, pairs, tokenizer.pad_token_id, device)
+    pairs = tokenization.tokenize_pairs(tokenizer, validation, max_length)
+    chosen, rejected = reward_model.score_pairs(model, pairs, tokenizer.pad_token_id, device)
     if choice == "search":
         found = scoring.search_weights(chosen.numpy(), rejected.numpy())
         return {**found, "choice": choice}
     weights = list(scoring.PUBLISHED_WEIGHTS[choice])
-    accuracy = scoring.pairwise_accuracy(modeling.scalar(chosen, weights), modeling.scalar(rejected, weights))
+    accuracy = scoring.pairwise_accuracy(reward_model.scalar(chosen, weights), reward_model.scalar(rejected, weights))
     return {"weights": weights, "accuracy": accuracy, "choice": choice}
 
 
@@ -101,11 +106,12 @@ def _score_checkpoint(args) -> list[dict]:
     """Load the checkpoint and the benchmark, score every completion, save the rows."""
     import torch
 
-    from rmsweep import modeling, sources
+    from rmsweep.model import reward_model
+    from rmsweep.data import sources
 
-    if not (args.checkpoint / modeling.META_FILE).exists():
-        raise UsageError(f"{args.checkpoint} is not an rmsweep checkpoint (no {modeling.META_FILE})")
-    tokenizer, model, meta = modeling.load_checkpoint(args.checkpoint)
+    if not (args.checkpoint / reward_model.META_FILE).exists():
+        raise UsageError(f"{args.checkpoint} is not an rmsweep checkpoint (no {reward_model.META_FILE})")
+    tokenizer, model, meta = reward_model.load_checkpoint(args.checkpoint)
     data = args.data or (BUILTIN_DATA if meta["model_spec"]["source"] == "tiny" else HUB_DATA)
     try:
         if data == BUILTIN_DATA:

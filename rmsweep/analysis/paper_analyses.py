@@ -14,7 +14,8 @@ matplotlib.use("Agg")  # files only, no display
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from rmsweep import registry, storage  # noqa: E402
+from rmsweep.data import registry
+from rmsweep.sweep import storage  # noqa: E402
 
 # The usual default of each size group: the Llama-3.x instruct model of that size.
 LLAMA_BASELINES = {"<3B": "Llama-3.2-1B-Instruct", "3-6B": "Llama-3.2-3B-Instruct", ">=6B": "Llama-3.1-8B-Instruct"}

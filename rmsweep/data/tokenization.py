@@ -3,10 +3,8 @@
 Over-long texts lose tokens from the left, so the prompt is cut and the response kept; a training or
 validation row whose response alone is longer than `max_length` is dropped. Both are counted.
 """
-import math
 from dataclasses import dataclass, field
 
-import numpy as np
 import torch
 
 
@@ -97,56 +95,3 @@ def pack(sequences: list[list[int]], device=None) -> dict:
     position_ids = torch.cat([torch.arange(length) for length in lengths.tolist()])
     return {"input_ids": input_ids[None].to(device), "position_ids": position_ids[None].to(device),
             "last_tokens": (lengths.cumsum(0) - 1).to(device)}
-
-
-def sequence_lengths(tokenized: Tokenized) -> np.ndarray:
-    """Per row, the padded length it needs: its sequence's, or for a pair the longer side's."""
-    return np.array([max(map(len, row)) if isinstance(row, tuple) else len(row) for row in tokenized.sequences])
-
-
-def rank_micro_batches(num_examples: int, global_batch: int, micro_batch: int, rank: int, world_size: int,
-                       seed: int, epoch: int, lengths: np.ndarray | None = None):
-    """Yield, per optimizer step, this rank's micro-batches of example indices.
-
-    Every rank shuffles with the same seed, takes its slice of each global batch, and splits it into
-    micro-batches (gradient accumulation); an incomplete last global batch is dropped so that every step
-    sees exactly `global_batch` examples across ranks. With `lengths`, the slice is sorted by length and split
-    where padding is least (`least_padding_split`): the step's gradient (the sum over the same examples) is
-    unchanged, and so are its number of forward passes and its largest one.
-    """
-    order = np.random.default_rng([seed, epoch]).permutation(num_examples)
-    per_rank = global_batch // world_size
-    for start in range(0, num_examples - global_batch + 1, global_batch):
-        mine = order[start + rank * per_rank: start + (rank + 1) * per_rank]
-        if lengths is None:
-            yield [mine[i: i + micro_batch].tolist() for i in range(0, per_rank, micro_batch)]
-            continue
-        mine = mine[np.argsort(-lengths[mine], kind="stable")]
-        bounds = least_padding_split(lengths[mine].tolist(), micro_batch)
-        yield [mine[begin:end].tolist() for begin, end in bounds]
-
-
-def least_padding_split(lengths: list[int], micro_batch: int) -> list[tuple[int, int]]:
-    """Split lengths sorted longest first into contiguous micro-batches (begin, end) holding the fewest padded
-    tokens (rows x longest), in no more micro-batches than fixed ones of `micro_batch` rows and none larger in
-    padded tokens than the largest of those: the longest rows go in small micro-batches, the short ones in
-    large. Dynamic programming over where each micro-batch ends."""
-    count, parts = len(lengths), math.ceil(len(lengths) / micro_batch)
-    cap = max(min(micro_batch, count - i) * lengths[i] for i in range(0, count, micro_batch))
-    # fewest[k][i]: (padded tokens, end of the first micro-batch) to split lengths[i:] into at most k micro-batches
-    fewest = [[(0, count) if i == count else (math.inf, None) for i in range(count + 1)] for _ in range(parts + 1)]
-    for k in range(1, parts + 1):
-        for i in range(count - 1, -1, -1):
-            for end in range(i + 1, count + 1):
-                padded = (end - i) * lengths[i]  # sorted longest first: row i is the micro-batch's longest
-                if padded > cap:
-                    break
-                total = padded + fewest[k - 1][end][0]
-                if total < fewest[k][i][0]:
-                    fewest[k][i] = (total, end)
-    bounds, begin, k = [], 0, parts
-    while begin < count:
-        end = fewest[k][begin][1]
-        bounds.append((begin, end))
-        begin, k = end, k - 1
-    return bounds

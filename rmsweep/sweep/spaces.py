@@ -5,12 +5,15 @@ A sweep uses `--space NAME` if given, else the family's own file, else `default.
 range `{low, high}` or a list of values (a grid, searched by Optuna or walked whole with `--sampler grid`).
 """
 from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
 
 import optuna
 import yaml
 
-DEFAULT_DIR = Path(__file__).resolve().parents[1] / "search_spaces"
+# Read through the package (rmsweep/search_spaces links to the repository's search_spaces/), so that an installed
+# wheel finds them as an editable install does.
+DEFAULT_DIR = Path(str(resources.files("rmsweep") / "search_spaces"))
 SEARCHED = {"lr", "epochs"}
 TRAINING_KEYS = {"global_batch_size", "micro_batch_size", "warmup_steps", "eval_every", "max_length"}
 ASHA_KEYS = {"grace_period", "reduction_factor"}

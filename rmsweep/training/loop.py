@@ -36,7 +36,14 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 
-from rmsweep import datasets, distributed, heads, losses, modeling, storage, token_cache
+from rmsweep.data import tokenization
+from rmsweep.data import batching
+from rmsweep.training import distributed
+from rmsweep.model import heads
+from rmsweep.model import losses
+from rmsweep.model import reward_model
+from rmsweep.sweep import storage
+from rmsweep.data import token_cache
 
 TRAINER_STATE = "trainer_state.pt"
 MAX_GRAD_NORM = 1.0  # transformers' Trainer, TRL and OpenRLHF clip at 1.0 by default: one outlier batch moves less
@@ -59,13 +66,13 @@ def _scalar_weights(config: dict) -> list | None:
 def _forward(model, sequences: list, pad_id: int, device, padding_free: bool) -> torch.Tensor:
     """Rewards of token-id sequences in one forward pass: packed in one row, or right-padded; in bf16 on a GPU
     (the weights and optimizer stay fp32)."""
-    batch = datasets.pack(sequences, device) if padding_free else dict(zip(
-        ("input_ids", "attention_mask"), datasets.pad(sequences, pad_id, device)))
+    batch = tokenization.pack(sequences, device) if padding_free else dict(zip(
+        ("input_ids", "attention_mask"), tokenization.pad(sequences, pad_id, device)))
     with torch.autocast("cuda", dtype=torch.bfloat16, enabled=torch.device(device).type == "cuda"):
         return model(**batch).float()
 
 
-def _micro_batch_loss(model, config: dict, tokenized: datasets.Tokenized, indices: list[int], pad_id: int, device,
+def _micro_batch_loss(model, config: dict, tokenized: tokenization.Tokenized, indices: list[int], pad_id: int, device,
                       padding_free: bool = False):
     """The RM type's loss on one micro-batch: regression (MSE on ratings), BT, or BNRM (BT + KL)."""
     if config["rm_type"] == "regression":
@@ -79,11 +86,11 @@ def _micro_batch_loss(model, config: dict, tokenized: datasets.Tokenized, indice
     loss = losses.bradley_terry_loss(scores[: len(indices)], scores[len(indices):], margins,
                                      config["bt_variant"], config["reward_centering"])
     if config["rm_type"] == "bnrm":
-        loss = loss + heads.KL_WEIGHT * modeling.unwrap(model).model.score.kl
+        loss = loss + heads.KL_WEIGHT * reward_model.unwrap(model).model.score.kl
     return loss
 
 
-def _accumulate_gradients(model, config: dict, tokenized: datasets.Tokenized, micro_batches: list, pad_id: int,
+def _accumulate_gradients(model, config: dict, tokenized: tokenization.Tokenized, micro_batches: list, pad_id: int,
                            device, padding_free: bool, per_rank: int, world_size: int) -> tuple[list[float], int, str]:
     """One step's forward and backward passes: (each micro-batch's loss, the real tokens trained on, and "" or
     what ran out of memory, with no losses or tokens then).
@@ -111,7 +118,7 @@ def _accumulate_gradients(model, config: dict, tokenized: datasets.Tokenized, mi
 
 def _turn_on_gradient_checkpointing(model) -> None:
     """Recompute activations in the backward pass: less memory, about a third more compute."""
-    base = modeling.unwrap(model).model
+    base = reward_model.unwrap(model).model
     # transformers 5 renamed it activation checkpointing (the old name warns, and goes in v6); 4.x has the old one.
     if hasattr(base, "activation_checkpointing_enable"):
         base.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
@@ -119,7 +126,7 @@ def _turn_on_gradient_checkpointing(model) -> None:
         base.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
 
 
-def _tokens(tokenized: datasets.Tokenized, indices: list[int]) -> int:
+def _tokens(tokenized: tokenization.Tokenized, indices: list[int]) -> int:
     """Real (non-pad) tokens of these rows: what throughput counts."""
     rows = [tokenized.sequences[i] for i in indices]
     return sum(len(c) + len(r) for c, r in rows) if rows and isinstance(rows[0], tuple) else sum(map(len, rows))
@@ -130,14 +137,14 @@ def _is_out_of_memory(error: RuntimeError) -> bool:
     return isinstance(error, torch.OutOfMemoryError) or "can't allocate memory" in str(error)
 
 
-def _validation_accuracy(model, validation: datasets.Tokenized, pad_id, device, rank, world_size, weights) -> float:
+def _validation_accuracy(model, validation: tokenization.Tokenized, pad_id, device, rank, world_size, weights) -> float:
     # Every rank scores the same number of pairs (the last ones padded with a repeat, left uncounted): a sharded
     # model gathers its weights in each forward pass, which every rank must join.
     mine = validation.sequences[rank::world_size]
     per_rank = math.ceil(len(validation.sequences) / world_size)
-    shard = datasets.Tokenized(mine + validation.sequences[:1] * (per_rank - len(mine)))
-    chosen, rejected = modeling.score_pairs(modeling.unwrap(model), shard, pad_id, device)
-    chosen, rejected = modeling.scalar(chosen, weights)[: len(mine)], modeling.scalar(rejected, weights)[: len(mine)]
+    shard = tokenization.Tokenized(mine + validation.sequences[:1] * (per_rank - len(mine)))
+    chosen, rejected = reward_model.score_pairs(reward_model.unwrap(model), shard, pad_id, device)
+    chosen, rejected = reward_model.scalar(chosen, weights)[: len(mine)], reward_model.scalar(rejected, weights)[: len(mine)]
     wins, total = distributed.sum_across_ranks(float((chosen > rejected).sum()), float(len(mine)))
     return wins / total
 
@@ -155,20 +162,20 @@ def fit_reward_model(config: dict, report, rank: int = 0, world_size: int = 1, d
     torch.manual_seed(config["seed"])
 
     # Model, tokenizer and data (canonical records, see sources.py), tokenized once per sweep storage.
-    tokenizer, model = modeling.load_reward_model(config["model_spec"], rm_type)
+    tokenizer, model = reward_model.load_reward_model(config["model_spec"], rm_type)
     if resume_from:
-        modeling.load_weights(model, resume_from)
+        reward_model.load_weights(model, resume_from)
     records = config["data"]
     cache = storage.Location(config["token_cache"]) if config["token_cache"] else None
     # The tokenizer comes from the source alone (every tiny twin shares one): that is what the cache is keyed by.
     key = {"tokenizer": config["model_spec"]["source"], "max_length": config["max_length"]}
-    tokenize_train = datasets.tokenize_ratings if rm_type == "regression" else datasets.tokenize_pairs
+    tokenize_train = tokenization.tokenize_ratings if rm_type == "regression" else tokenization.tokenize_pairs
     train = token_cache.load_or_tokenize(
         cache, {**key, "data": config["data_fingerprints"]["train"], "as": tokenize_train.__name__},
         lambda: tokenize_train(tokenizer, records["train"], config["max_length"]))
     validation = token_cache.load_or_tokenize(
         cache, {**key, "data": config["data_fingerprints"]["validation"], "as": "tokenize_pairs"},
-        lambda: datasets.tokenize_pairs(tokenizer, records["validation"], config["max_length"]))
+        lambda: tokenization.tokenize_pairs(tokenizer, records["validation"], config["max_length"]))
     # "auto": off until a step of this base model runs out of memory (in this trial, or before it in the sweep).
     out_of_memory_dir = storage.Location(config["out_of_memory_dir"]) if config["out_of_memory_dir"] else None
     marker = f"{config['model']}.txt"
@@ -178,9 +185,9 @@ def fit_reward_model(config: dict, report, rank: int = 0, world_size: int = 1, d
     if checkpointing:
         _turn_on_gradient_checkpointing(model)
     # Padding-free where attention runs per packed sequence (else length-grouped padded micro-batches).
-    padding_free = (modeling.supports_padding_free(model) if config["padding_free"] == "auto"
+    padding_free = (reward_model.supports_padding_free(model) if config["padding_free"] == "auto"
                     else config["padding_free"])
-    lengths = datasets.sequence_lengths(train) if config["length_grouping"] else None
+    lengths = batching.sequence_lengths(train) if config["length_grouping"] else None
     model = prepare_model(model.to(device))
     pad_id, weights = tokenizer.pad_token_id, _scalar_weights(config)
 
@@ -203,7 +210,7 @@ def fit_reward_model(config: dict, report, rank: int = 0, world_size: int = 1, d
         step, best_accuracy = state["step"], state["best_accuracy"]
     resumed_from_step = step
     if resume_from and step >= total_steps:  # the interrupted run had trained to the end: report that end again
-        saved = json.loads((Path(resume_from) / modeling.META_FILE).read_text())
+        saved = json.loads((Path(resume_from) / reward_model.META_FILE).read_text())
         metrics = {key: value for key, value in saved.items() if key not in META_KEYS}
         report({**metrics, "resumed_from_step": step}, resume_from if rank == 0 else None)
         return
@@ -211,7 +218,7 @@ def fit_reward_model(config: dict, report, rank: int = 0, world_size: int = 1, d
     startup_seconds, eval_seconds = time.perf_counter() - started, 0.0  # loading, tokenizing, wrapping; scoring
     # Every step of every epoch in order (the order is fixed by the seed); a resumed trial skips those done.
     all_steps = ((epoch, micro_batches) for epoch in range(config["epochs"])
-                 for micro_batches in datasets.rank_micro_batches(
+                 for micro_batches in batching.rank_micro_batches(
                      len(train.sequences), config["global_batch_size"], config["micro_batch_size"], rank, world_size,
                      config["seed"], epoch, lengths))
     for epoch, micro_batches in itertools.islice(all_steps, step, None):
@@ -276,7 +283,7 @@ def fit_reward_model(config: dict, report, rank: int = 0, world_size: int = 1, d
         if rank == 0:
             with tempfile.TemporaryDirectory() as checkpoint_dir:
                 meta = {key: config[key] for key in META_KEYS}
-                modeling.save_reward_model(model, tokenizer, checkpoint_dir, {**meta, **metrics},
+                reward_model.save_reward_model(model, tokenizer, checkpoint_dir, {**meta, **metrics},
                                            weights_gathered)
                 rng = {"rng": torch.get_rng_state()}
                 if torch.device(device).type == "cuda":

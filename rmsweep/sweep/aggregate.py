@@ -1,6 +1,6 @@
 """The aggregator: a named Ray actor that keeps the sweep's ledger and turns it into results.
 
-During the sweep it receives every trial's progress and every finished trial (from `sweep.LedgerCallback`),
+During the sweep it receives every trial's progress and every finished trial (from `tuner.LedgerCallback`),
 rewrites `trials.csv` whole each time (running trials included, with status `running`), and publishes the
 sweep's progress as Ray metrics (the dashboard's Metrics view, Prometheus): trials per status, the best
 validation accuracy per base model, training tokens per second per running trial. At the end it scores each
@@ -18,8 +18,14 @@ import ray.train
 import torch
 from ray.util.metrics import Gauge
 
-from rmsweep import evaluate, modeling, registry, report, scoring, selector, storage
-from rmsweep.train import TRAINER_STATE
+from rmsweep.cli import evaluate
+from rmsweep.model import reward_model
+from rmsweep.data import registry
+from rmsweep.analysis import report
+from rmsweep.analysis import scoring
+from rmsweep.analysis import selector
+from rmsweep.sweep import storage
+from rmsweep.training.loop import TRAINER_STATE
 
 
 TRIAL_STATUSES = ("running", "completed", "stopped_early", "diverged", "out_of_memory", "error")
@@ -52,7 +58,7 @@ def prune_other_checkpoints(kept: str) -> int:
 def score_checkpoint(checkpoint_path: str, evaluation: dict, weights_choice: str, max_length: int) -> dict:
     """One checkpoint's score rows and results on each benchmark; for regression RMs, the weights used."""
     with ray.train.Checkpoint(checkpoint_path).as_directory() as directory:
-        tokenizer, model, meta = modeling.load_checkpoint(Path(directory))
+        tokenizer, model, meta = reward_model.load_checkpoint(Path(directory))
     device = "cuda" if torch.cuda.is_available() else "cpu"
     model = model.to(device)
     weights = None

@@ -14,7 +14,7 @@ import time
 
 import pandas as pd
 
-from rmsweep import storage
+from rmsweep.sweep import storage
 
 RUNNING_COLUMNS = ["trial_id", "model", "lr", "epochs", "steps", "total_steps", "best_val_accuracy",
                    "tokens_per_second", "nodes", "wall_seconds"]

@@ -6,7 +6,7 @@ template, so the same chat-formatting path runs for tiny and real models.
 from tokenizers import Tokenizer, models, pre_tokenizers
 from transformers import AutoConfig, PreTrainedTokenizerFast
 
-from rmsweep.synthetic import VOCABULARY
+from rmsweep.data.builtin_corpus import VOCABULARY
 
 SPECIAL_TOKENS = ("<pad>", "<unk>", "<bos>", "<eos>", "<user>", "<assistant>")
 CHAT_TEMPLATE = (

@@ -13,7 +13,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from rmsweep import atomic, registry, scoring, selector
+from rmsweep.sweep import atomic
+from rmsweep.data import registry
+from rmsweep.analysis import scoring
+from rmsweep.analysis import selector
 
 
 class UsageError(Exception):
