@@ -1,10 +1,12 @@
 """python -m rmsweep.evaluate: scoring a checkpoint, and rescoring its saved scores without a model."""
+from dataclasses import asdict
 import json
 import subprocess
 import sys
 
 import pytest
 
+from rmsweep.config import ModelSpec
 from rmsweep.cli import evaluate
 from rmsweep.model import reward_model
 from rmsweep.analysis import scoring
@@ -52,10 +54,10 @@ def test_a_bad_scores_file_exits_2_naming_the_line(tmp_path, line, message):
 
 @pytest.mark.parametrize("rm_type", ["bt", "regression", "bnrm"])
 def test_a_checkpoint_is_scored_and_its_saved_scores_rescore_identically(tmp_path, rm_type):
-    tokenizer, model = reward_model.load_reward_model({"source": "tiny", "architecture": "llama"}, rm_type)
+    tokenizer, model = reward_model.load_reward_model(ModelSpec("tiny", "llama"), rm_type)
     checkpoint = tmp_path / "checkpoint"
     reward_model.save_reward_model(model, tokenizer, checkpoint, {
-        "model_spec": {"source": "tiny", "architecture": "llama"}, "rm_type": rm_type,
+        "model_spec": asdict(ModelSpec("tiny", "llama")), "rm_type": rm_type,
         "regression_weights": list(scoring.PUBLISHED_WEIGHTS["nemotron-4-340b"])})
     scored = run_cli("--checkpoint", str(checkpoint), "--benchmark", "rewardbench2", "--max-length", "128",
                      cwd=tmp_path)

@@ -1,8 +1,10 @@
+from dataclasses import asdict
 import json
 
 import pytest
 import torch
 
+from rmsweep.config import ModelSpec
 from rmsweep.data import tokenization
 from rmsweep.data import batching
 from rmsweep.model import heads
@@ -21,7 +23,7 @@ def test_every_registry_architecture_has_a_tiny_preset():
 @pytest.mark.parametrize("architecture", sorted(tiny.ARCHITECTURES))
 def test_tiny_preset_builds_offline_and_reads_reward_independent_of_padding_side(architecture):
     torch.manual_seed(0)
-    tokenizer, model = reward_model.load_reward_model({"source": "tiny", "architecture": architecture}, "bt")
+    tokenizer, model = reward_model.load_reward_model(ModelSpec("tiny", architecture), "bt")
     assert type(model.model).__name__.endswith("ForSequenceClassification")
     model.eval()
     texts = [tokenization.chat_text(tokenizer, sources.user_prompt(prompt), response) for prompt, response in TEXTS]
@@ -41,7 +43,7 @@ def test_tiny_preset_builds_offline_and_reads_reward_independent_of_padding_side
 
 def test_reward_read_at_last_real_token_even_when_pad_equals_eos():
     torch.manual_seed(0)
-    tokenizer, rewarder = reward_model.load_reward_model({"source": "tiny", "architecture": "llama"}, "bt")
+    tokenizer, rewarder = reward_model.load_reward_model(ModelSpec("tiny", "llama"), "bt")
     model = rewarder.model.eval()
     eos = tokenizer.eos_token_id
     model.config.pad_token_id = eos  # the pitfall: an eos inside the text looks like padding by id
@@ -54,9 +56,9 @@ def test_reward_read_at_last_real_token_even_when_pad_equals_eos():
 
 @pytest.mark.parametrize("architecture", sorted(tiny.ARCHITECTURES))
 def test_checkpoint_round_trip_keeps_tokenizer_and_rewards(tmp_path, architecture):
-    spec = {"source": "tiny", "architecture": architecture}
+    spec = ModelSpec("tiny", architecture)
     tokenizer, model = reward_model.load_reward_model(spec, "regression")
-    reward_model.save_reward_model(model, tokenizer, tmp_path, {"rm_type": "regression", "model_spec": spec})
+    reward_model.save_reward_model(model, tokenizer, tmp_path, {"rm_type": "regression", "model_spec": asdict(spec)})
     loaded_tokenizer, loaded, meta = reward_model.load_checkpoint(tmp_path)
     assert meta["rm_type"] == "regression" and loaded.model.config.num_labels == 5
     text = tokenization.chat_text(tokenizer, sources.user_prompt(TEXTS[0][0]), TEXTS[0][1])
@@ -68,12 +70,12 @@ def test_checkpoint_round_trip_keeps_tokenizer_and_rewards(tmp_path, architectur
 
 
 def test_bnrm_checkpoint_round_trip_rebuilds_its_head(tmp_path):
-    spec = {"source": "tiny", "architecture": "qwen2"}
+    spec = ModelSpec("tiny", "qwen2")
     torch.manual_seed(0)
     tokenizer, model = reward_model.load_reward_model(spec, "bnrm")
     with torch.no_grad():
         model.model.score.loading_mean.mul_(3.0)  # not the initial values, so a fresh head would differ
-    reward_model.save_reward_model(model, tokenizer, tmp_path, {"rm_type": "bnrm", "model_spec": spec})
+    reward_model.save_reward_model(model, tokenizer, tmp_path, {"rm_type": "bnrm", "model_spec": asdict(spec)})
     _, loaded, _ = reward_model.load_checkpoint(tmp_path)
     assert isinstance(loaded.model.score, heads.BNRMHead)
     batch = tokenizer([tokenization.chat_text(tokenizer, sources.user_prompt("please explain rivers"), "detail")],
@@ -151,7 +153,7 @@ def test_a_models_own_code_runs_only_with_trust_remote_code(tmp_path, monkeypatc
 
 @pytest.mark.parametrize("architecture", tiny.ARCHITECTURES)
 def test_packed_sequences_get_the_rewards_of_padded_ones(architecture):
-    _, model = reward_model.load_reward_model({"source": "tiny", "architecture": architecture}, "regression")
+    _, model = reward_model.load_reward_model(ModelSpec("tiny", architecture), "regression")
     model.eval()
     sequences = [[5, 6, 7, 8, 9, 10, 11], [12, 13], [14, 15, 16, 17]]
     with torch.no_grad():
@@ -163,7 +165,7 @@ def test_packed_sequences_get_the_rewards_of_padded_ones(architecture):
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU (the device machine runs it)")
 @pytest.mark.parametrize("architecture", tiny.ARCHITECTURES)
 def test_on_a_gpu_packed_sequences_get_the_rewards_of_padded_ones_in_bf16(architecture):
-    _, model = reward_model.load_reward_model({"source": "tiny", "architecture": architecture}, "regression")
+    _, model = reward_model.load_reward_model(ModelSpec("tiny", architecture), "regression")
     model = model.to("cuda").eval()
     sequences = [[5, 6, 7, 8, 9, 10, 11], [12, 13], [14, 15, 16, 17]]
     with torch.no_grad(), torch.autocast("cuda", dtype=torch.bfloat16):

@@ -39,11 +39,11 @@ def test_unknown_names_suggest_the_nearest():
 def test_model_spec_sources(tmp_path):
     row = registry.model("gemma-2-2b-it")
     twin = registry.model_spec(row, "tiny")
-    assert twin["source"] == "tiny" and twin["architecture"] == "gemma2" and not twin["trust_remote_code"]
+    assert twin.source == "tiny" and twin.architecture == "gemma2" and not twin.trust_remote_code
     assert registry.model_spec(row, "tiny") == twin  # the same twin every time, another for another model
-    assert registry.model_spec(registry.model("gemma-2-9b-it"), "tiny")["twin_seed"] != twin["twin_seed"]
-    assert registry.model_spec(row, "full")["source"] == "google/gemma-2-2b-it"
-    assert registry.model_spec(row, "full", tmp_path)["source"] == str(tmp_path / "gemma-2-2b-it")
+    assert registry.model_spec(registry.model("gemma-2-9b-it"), "tiny").twin_seed != twin.twin_seed
+    assert registry.model_spec(row, "full").source == "google/gemma-2-2b-it"
+    assert registry.model_spec(row, "full", tmp_path).source == str(tmp_path / "gemma-2-2b-it")
 
 
 def test_with_results_attaches_scores_and_drops_unknown_models():

@@ -9,19 +9,15 @@ import torch.distributed as dist
 import torch.multiprocessing
 from torch.nn.parallel import DistributedDataParallel
 
-from rmsweep.data import tokenization
-from rmsweep.data import batching
-from rmsweep.training import distributed
+from rmsweep.config import ModelSpec, TrainConfig, TrainingSettings
+from rmsweep.data import batching, sources, tokenization
 from rmsweep.model import reward_model
-from rmsweep.data import sources
-from rmsweep.training import loop
+from rmsweep.training import distributed, loop, step
 
-CONFIG = dict(model="gemma-2-2b-it", model_spec={"source": "tiny", "architecture": "gemma2"}, rm_type="bt",
-              bt_variant="plain", reward_centering=0.0, lr=1e-3, epochs=1, global_batch_size=32,
-              micro_batch_size=16, warmup_steps=20, eval_every=16, max_length=128, seed=0,
-              regression_weights=[0.30, 0.74, 0.46, 0.47, -0.33], strategy="ddp", token_cache=None,
-              data_fingerprints={"train": "t", "validation": "v"}, padding_free=False, length_grouping=True,
-              gradient_checkpointing=False, out_of_memory_dir=None)
+CONFIG = TrainConfig(model="gemma-2-2b-it", model_spec=ModelSpec("tiny", "gemma2"), lr=1e-3, epochs=1,
+                     training=TrainingSettings(global_batch_size=32, micro_batch_size=16, warmup_steps=20,
+                                               eval_every=16, max_length=128),
+                     padding_free=False, gradient_checkpointing=False)
 DATA = {rm_type: sources.builtin(rm_type) for rm_type in ("bt", "regression")}
 
 
@@ -32,10 +28,10 @@ def _fit(device="cpu", train_pairs=None, **overrides):
         models.append((model, {name: p.detach().clone() for name, p in model.named_parameters()}))
         return model
 
-    config = {**CONFIG, **overrides}
-    data = DATA["regression" if config["rm_type"] == "regression" else "bt"]
-    config["data"] = {"train": data.train[:train_pairs], "validation": data.validation}
-    loop.fit_reward_model(config, lambda metrics, checkpoint: reports.append((metrics, checkpoint)),
+    config = CONFIG.replace(**overrides)
+    data = DATA["regression" if config.rm_type == "regression" else "bt"]
+    records = {"train": data.train[:train_pairs], "validation": data.validation}
+    loop.fit_reward_model(config, records, lambda metrics, checkpoint: reports.append((metrics, checkpoint)),
                            device=device, prepare_model=capture)
     return reports, models[0]
 
@@ -109,7 +105,7 @@ def _checkpointing_on(model) -> bool:
 
 
 def test_running_out_of_memory_stops_the_trial_and_names_model_and_batch(monkeypatch):
-    real_loss, calls = loop._micro_batch_loss, []
+    real_loss, calls = step.micro_batch_loss, []
 
     def loss_until_memory_runs_out(*args):
         calls.append(1)
@@ -117,7 +113,7 @@ def test_running_out_of_memory_stops_the_trial_and_names_model_and_batch(monkeyp
             raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
         return real_loss(*args)
 
-    monkeypatch.setattr(loop, "_micro_batch_loss", loss_until_memory_runs_out)
+    monkeypatch.setattr(step, "micro_batch_loss", loss_until_memory_runs_out)
     reports, _ = _fit()
     metrics, checkpoint = reports[-1]
     assert checkpoint is None and not metrics["diverged"]
@@ -131,7 +127,7 @@ def test_out_of_memory_with_checkpointing_on_auto_turns_it_on_and_redoes_the_ste
     """Step 3 runs out of memory on its second micro-batch: the step is done again from no gradients with
     activations recomputed, and the trial ends with the weights of one that never ran out of memory. The next
     trial of the same model starts with checkpointing on."""
-    real_loss, calls = loop._micro_batch_loss, []
+    real_loss, calls = step.micro_batch_loss, []
 
     def out_of_memory_once_without_checkpointing(model, *args):
         calls.append(1)
@@ -140,7 +136,7 @@ def test_out_of_memory_with_checkpointing_on_auto_turns_it_on_and_redoes_the_ste
         return real_loss(model, *args)
 
     reference_reports, (reference, _) = _fit(train_pairs=128)  # 4 steps of 2 micro-batches
-    monkeypatch.setattr(loop, "_micro_batch_loss", out_of_memory_once_without_checkpointing)
+    monkeypatch.setattr(step, "micro_batch_loss", out_of_memory_once_without_checkpointing)
     settings = dict(gradient_checkpointing="auto", out_of_memory_dir=str(tmp_path))
     reports, (model, _) = _fit(train_pairs=128, **settings)
     metrics = reports[-1][0]
@@ -161,7 +157,7 @@ def test_other_runtime_errors_are_not_taken_for_out_of_memory(monkeypatch):
     def broken(*args):
         raise RuntimeError("shape mismatch")
 
-    monkeypatch.setattr(loop, "_micro_batch_loss", broken)
+    monkeypatch.setattr(step, "micro_batch_loss", broken)
     with pytest.raises(RuntimeError, match="shape mismatch"):
         _fit()
 
@@ -169,7 +165,7 @@ def test_other_runtime_errors_are_not_taken_for_out_of_memory(monkeypatch):
 def _gradients(model, config, tokenized, micro_batches, padding_free=False):
     model.zero_grad()
     for micro_batch in micro_batches:
-        loss = loop._micro_batch_loss(model, config, tokenized, micro_batch, 0, "cpu", padding_free)
+        loss = step.micro_batch_loss(model, config, tokenized, micro_batch, 0, "cpu", padding_free)
         (loss / len(micro_batches)).backward()
     return {name: p.grad.clone() for name, p in model.named_parameters()}
 
@@ -177,10 +173,10 @@ def _gradients(model, config, tokenized, micro_batches, padding_free=False):
 @pytest.mark.parametrize("rm_type", ["bt", "regression"])
 def test_packed_micro_batches_give_the_gradient_of_padded_ones(rm_type):
     torch.manual_seed(0)
-    tokenizer, model = reward_model.load_reward_model(CONFIG["model_spec"], rm_type)
+    tokenizer, model = reward_model.load_reward_model(CONFIG.model_spec, rm_type)
     tokenize = tokenization.tokenize_ratings if rm_type == "regression" else tokenization.tokenize_pairs
     rows = tokenize(tokenizer, DATA[rm_type].train[:8], 128)
-    config = {**CONFIG, "rm_type": rm_type}
+    config = CONFIG.replace(rm_type=rm_type)
     padded = _gradients(model, config, rows, [list(range(8))])
     packed = _gradients(model, config, rows, [list(range(8))], padding_free=True)
     for name in padded:
@@ -235,7 +231,7 @@ def test_a_padding_free_trial_learns_like_a_padded_one():
 
 def test_batch_8_equals_8_micro_batches_of_1():
     torch.manual_seed(0)
-    tokenizer, model = reward_model.load_reward_model(CONFIG["model_spec"], "bt")
+    tokenizer, model = reward_model.load_reward_model(CONFIG.model_spec, "bt")
     pairs = tokenization.tokenize_pairs(tokenizer, DATA["bt"].train[:8], 128)
     whole = _gradients(model, CONFIG, pairs, [list(range(8))])
     accumulated = _gradients(model, CONFIG, pairs, [[i] for i in range(8)])
@@ -273,10 +269,10 @@ def _data_parallel_worker(rank, world_size, port, out_dir, strategy, overrides):
         return wrapped[0]
 
     data = DATA["bt"]
-    config = {**CONFIG, "eval_every": 2, "strategy": strategy,
-              "data": {"train": data.train[:128], "validation": data.validation[:63]}, **overrides}
+    config = CONFIG.replace(eval_every=2, strategy=strategy, **overrides)
+    records = {"train": data.train[:128], "validation": data.validation[:63]}
     reports = []
-    loop.fit_reward_model(config, lambda metrics, checkpoint: reports.append(metrics), rank, world_size, "cpu",
+    loop.fit_reward_model(config, records, lambda metrics, checkpoint: reports.append(metrics), rank, world_size, "cpu",
                            prepare)
     state = distributed.full_state_dict(wrapped[0]) or reward_model.unwrap(wrapped[0]).model.state_dict()
     if rank == 0 or strategy == "ddp":
@@ -296,8 +292,8 @@ def test_data_parallel_ranks_train_one_model(tmp_path):
     """Two DDP ranks see different halves of each batch; synced gradients keep their weights identical."""
     _train_on_two_ranks(tmp_path, "ddp")
     rank0, rank1 = (torch.load(tmp_path / f"ddp-rank{rank}.pt")[0] for rank in (0, 1))
-    torch.manual_seed(CONFIG["seed"])  # the initial weights, as fit_reward_model seeds them
-    initial = reward_model.load_reward_model(CONFIG["model_spec"], "bt")[1].model.state_dict()
+    torch.manual_seed(CONFIG.seed)  # the initial weights, as fit_reward_model seeds them
+    initial = reward_model.load_reward_model(CONFIG.model_spec, "bt")[1].model.state_dict()
     assert any(not torch.equal(rank0[name], initial[name]) for name in rank0)  # it trained
     for name in rank0:
         torch.testing.assert_close(rank0[name], rank1[name], msg=name)
@@ -307,7 +303,7 @@ def test_a_data_parallel_trial_out_of_memory_restarts_with_checkpointing_on(tmp_
     """Rank 1 runs out of memory at step 3 without checkpointing: it leaves a file named after the model in the
     sweep's out_of_memory_dir and raises (Ray Train ends the group). The group started again (or any later trial
     of the model) finds the file: checkpointing on from step 1."""
-    real_loss, passes = loop._micro_batch_loss, []  # each forked rank counts its own
+    real_loss, passes = step.micro_batch_loss, []  # each forked rank counts its own
 
     def rank_1_out_of_memory_at_step_3_without_checkpointing(model, *args):
         passes.append(1)
@@ -315,7 +311,7 @@ def test_a_data_parallel_trial_out_of_memory_restarts_with_checkpointing_on(tmp_
             raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
         return real_loss(model, *args)
 
-    monkeypatch.setattr(loop, "_micro_batch_loss", rank_1_out_of_memory_at_step_3_without_checkpointing)
+    monkeypatch.setattr(step, "micro_batch_loss", rank_1_out_of_memory_at_step_3_without_checkpointing)
     out_of_memory_dir = tmp_path / "out_of_memory"
     settings = dict(gradient_checkpointing="auto", out_of_memory_dir=str(out_of_memory_dir))
     with pytest.raises(torch.multiprocessing.ProcessRaisedException, match="out of memory: gemma-2-2b-it"):
@@ -349,11 +345,10 @@ class _Crash(Exception):
 def test_a_trial_resumed_from_a_checkpoint_ends_as_if_never_interrupted(tmp_path):
     """Stopped after its second evaluation and resumed from that checkpoint, training takes the same steps to the
     same weights as an uninterrupted run: optimizer, schedule, step, RNG and the data order all carry over."""
-    config = {**CONFIG, "rm_type": "bnrm", "lr": 3e-3, "data": {"train": DATA["bt"].train[:512],
-                                                               "validation": DATA["bt"].validation[:64]}}
-    config["eval_every"] = 4  # 512 / 32 = 16 steps: evaluations at 4, 8, 12, 16
+    config = CONFIG.replace(rm_type="bnrm", lr=3e-3, eval_every=4)  # 512 / 32 = 16 steps: evaluations at 4, 8, 12, 16
+    records = {"train": DATA["bt"].train[:512], "validation": DATA["bt"].validation[:64]}
     whole = []
-    loop.fit_reward_model(config, lambda metrics, checkpoint: whole.append((metrics, checkpoint and shutil.copytree(
+    loop.fit_reward_model(config, records, lambda metrics, checkpoint: whole.append((metrics, checkpoint and shutil.copytree(
         checkpoint, tmp_path / f"whole-{metrics['step']}"))))
 
     def crash_after_step_8(metrics, checkpoint):
@@ -362,9 +357,9 @@ def test_a_trial_resumed_from_a_checkpoint_ends_as_if_never_interrupted(tmp_path
             raise _Crash
 
     with pytest.raises(_Crash):
-        loop.fit_reward_model(config, crash_after_step_8)
+        loop.fit_reward_model(config, records, crash_after_step_8)
     resumed = []
-    loop.fit_reward_model(config, lambda metrics, checkpoint: resumed.append((metrics, checkpoint and shutil.copytree(
+    loop.fit_reward_model(config, records, lambda metrics, checkpoint: resumed.append((metrics, checkpoint and shutil.copytree(
         checkpoint, tmp_path / f"resumed-{metrics['step']}"))), resume_from=tmp_path / "at-8")
     assert [m["step"] for m, _ in resumed] == [12, 16] and {m["resumed_from_step"] for m, _ in resumed} == {8}
     assert [m["val_accuracy"] for m, _ in resumed] == [m["val_accuracy"] for m, _ in whole[2:]]

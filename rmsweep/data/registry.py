@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from rmsweep.config import ModelSpec
+
 SIZE_GROUPS = ("<3B", "3-6B", ">=6B")
 # The paper's published RewardBench results: columns reg_* (Table 4) and bt_* (Table 5).
 PAPER_SCORE_PREFIXES = {"regression": "reg", "bt": "bt"}
@@ -80,14 +82,10 @@ def with_results(results: pd.DataFrame, columns) -> pd.DataFrame:
     return models().merge(scores, on="name")
 
 
-def model_spec(row: pd.Series, scale: str, model_dir: Path | None = None, trust_remote_code: bool = False) -> dict:
+def model_spec(row: pd.Series, scale: str, model_dir: Path | None = None, trust_remote_code: bool = False) -> ModelSpec:
     """Where a model's weights come from: its tiny twin, a local directory, or the hub id; and whether its
     repository's own modeling code may run (only when the user passed --trust-remote-code)."""
     if scale == "tiny":  # its weights fixed by its name, as a real checkpoint's are: twins of one architecture differ
-        return {"source": "tiny", "architecture": row["architecture"], "twin_seed": zlib.crc32(row["name"].encode()),
-                "trust_remote_code": False}
-    if model_dir is not None:
-        source = str(Path(model_dir) / row["name"])
-    else:
-        source = row["hf_id"]
-    return {"source": source, "architecture": row["architecture"], "trust_remote_code": trust_remote_code}
+        return ModelSpec("tiny", row["architecture"], twin_seed=zlib.crc32(row["name"].encode()))
+    source = str(Path(model_dir) / row["name"]) if model_dir is not None else row["hf_id"]
+    return ModelSpec(source, row["architecture"], trust_remote_code=trust_remote_code)

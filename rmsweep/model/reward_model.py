@@ -5,15 +5,16 @@ Checkpoints stay plain `save_pretrained` sequence-classification models, loadabl
 checkpoint's `score` layer is the BNRM head (`heads.py`), which `load_checkpoint` rebuilds.
 """
 import json
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
-from safetensors import safe_open
+from safetensors.torch import load_file
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 from transformers.utils import logging as transformers_logging
 
-from rmsweep.model import heads
-from rmsweep.model import tiny
+from rmsweep.config import ModelSpec, from_dict
+from rmsweep.model import heads, tiny
 from rmsweep.data.tokenization import pad
 
 META_FILE = "rmsweep_meta.json"
@@ -51,26 +52,22 @@ def unwrap(model) -> RewardModel:
     return getattr(model, "module", model)
 
 
-def load_reward_model(model_spec: dict, rm_type: str):
-    """(tokenizer, RewardModel) for a registry row resolved by `registry.model_spec`, with the RM type's head.
-
-    `source` is `tiny` (random weights of the row's architecture, drawn from `twin_seed`; `sizes` may override
-    the tiny config's) or a hub id / local directory. Weights are read from safetensors only (a pickle can run
-    code); the repository's own code runs only if `trust_remote_code` is set.
-    """
+def load_reward_model(spec: ModelSpec, rm_type: str):
+    """(tokenizer, RewardModel) with the RM type's head: a tiny twin (random weights of the architecture, drawn
+    from `twin_seed`) or a hub id / local directory. Weights are read from safetensors only (a pickle can run
+    code); the repository's own code runs only if `trust_remote_code` is set."""
     num_outputs = RM_OUTPUTS[rm_type]
-    if model_spec["source"] == "tiny":
+    if spec.is_tiny:
         tokenizer = tiny.tiny_tokenizer()
-        config = tiny.tiny_config(model_spec["architecture"], tokenizer, num_outputs, **model_spec.get("sizes", {}))
+        config = tiny.tiny_config(spec.architecture, tokenizer, num_outputs, **dict(spec.sizes))
         with torch.random.fork_rng():  # the twin's own weights; the trial's seed still orders data and noise
-            torch.manual_seed(model_spec.get("twin_seed", 0))
+            torch.manual_seed(spec.twin_seed)
             model = AutoModelForSequenceClassification.from_config(config)
     else:
-        trust_remote_code = model_spec.get("trust_remote_code", False)
-        tokenizer = AutoTokenizer.from_pretrained(model_spec["source"], trust_remote_code=trust_remote_code)
+        tokenizer = AutoTokenizer.from_pretrained(spec.source, trust_remote_code=spec.trust_remote_code)
         pin_pad_token(tokenizer)
         model = AutoModelForSequenceClassification.from_pretrained(
-            model_spec["source"], num_labels=num_outputs, use_safetensors=True, trust_remote_code=trust_remote_code,
+            spec.source, num_labels=num_outputs, use_safetensors=True, trust_remote_code=spec.trust_remote_code,
         )
     model.config.pad_token_id = tokenizer.pad_token_id
     if rm_type == "bnrm":
@@ -80,11 +77,8 @@ def load_reward_model(model_spec: dict, rm_type: str):
 
 def _read_weights(directory: Path) -> dict:
     """Every tensor of a checkpoint: one safetensors file, or the shards of a large model."""
-    state = {}
-    for file in sorted(Path(directory).glob("*.safetensors")):
-        with safe_open(file, framework="pt") as tensors:
-            state.update({key: tensors.get_tensor(key) for key in tensors.keys()})
-    return state
+    return {key: tensor for file in sorted(Path(directory).glob("*.safetensors"))
+            for key, tensor in load_file(file).items()}
 
 
 def _load_bnrm_head(model, directory: Path) -> None:
@@ -166,8 +160,9 @@ def load_checkpoint(directory: Path):
     one it was trained with.
     """
     meta = json.loads((Path(directory) / META_FILE).read_text())
-    trust_remote_code = meta["model_spec"].get("trust_remote_code", False)
-    if meta["model_spec"]["source"] == "tiny":
+    spec = from_dict(ModelSpec, meta["model_spec"])
+    trust_remote_code = spec.trust_remote_code
+    if spec.is_tiny:
         tokenizer = tiny.tiny_tokenizer()
     else:
         tokenizer = AutoTokenizer.from_pretrained(directory, trust_remote_code=trust_remote_code)
@@ -181,10 +176,11 @@ def load_checkpoint(directory: Path):
     return tokenizer, RewardModel(model), meta
 
 
-class _quiet_transformers:
-    def __enter__(self):
-        self._level = transformers_logging.get_verbosity()
-        transformers_logging.set_verbosity_error()
-
-    def __exit__(self, *exc):
-        transformers_logging.set_verbosity(self._level)
+@contextmanager
+def _quiet_transformers():
+    level = transformers_logging.get_verbosity()
+    transformers_logging.set_verbosity_error()
+    try:
+        yield
+    finally:
+        transformers_logging.set_verbosity(level)

@@ -33,12 +33,12 @@ class ModelShape:
     hidden_size: int
 
 
-def model_shape(spec: dict) -> ModelShape | None:
+def model_shape(spec) -> ModelShape | None:
     """A real model's layers and width, from its config.json (hub or local); None where it cannot be read."""
     from transformers import AutoConfig
 
     try:
-        config = AutoConfig.from_pretrained(spec["source"], trust_remote_code=spec["trust_remote_code"])
+        config = AutoConfig.from_pretrained(spec.source, trust_remote_code=spec.trust_remote_code)
     except (OSError, ValueError):
         return None
     text = config.get_text_config()  # multimodal configs nest the language model's

@@ -1,0 +1,130 @@
+"""Typed configuration, built once and passed down unchanged.
+
+- `ModelSpec`: where one base model's weights come from (a tiny twin, a hub id, a local directory).
+- `TrainingSettings`: the fixed part of the recipe, from a search space's `training:` section.
+- `TrainConfig`: everything one trial's training loop reads (what `train_loop_per_worker` gets).
+- `SweepConfig`: everything the searcher, scheduler, aggregator and report read; `sweep.json` is its JSON.
+
+Each field's `help` is its documentation. Constructing one with an unknown or missing field raises TypeError;
+a value outside its choices raises ValueError, where the object is built.
+"""
+from dataclasses import MISSING, asdict, dataclass, field, fields, replace
+
+RM_TYPES = ("bt", "regression", "bnrm")
+BT_VARIANTS = ("plain", "margin", "scaled")
+STRATEGIES = ("ddp", "fsdp")
+AUTO = "auto"
+# Nemotron-4-340B's published attribute weights (helpfulness, correctness, coherence, complexity, verbosity): how a
+# regression RM's five outputs become one reward for validation during training.
+NEMOTRON_WEIGHTS = (0.3, 0.74, 0.46, 0.47, -0.33)
+
+
+def _help(text: str, default=MISSING, **kwargs):
+    """A field documented by its one-line help; without a default, it must be given."""
+    return field(default=default, metadata={"help": text}, **kwargs)
+
+
+def _choose(name: str, value, choices) -> None:
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {', '.join(map(str, choices))}, got {value!r}")
+
+
+def _on_off_auto(name: str, value) -> None:
+    _choose(name, value, (True, False, AUTO))
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """Where a base model's weights come from."""
+    source: str = _help("'tiny' (a random-weight twin), a hub id, or a local checkpoint directory")
+    architecture: str = _help("the registry's architecture key (gemma2, llama, qwen2, ...): a tiny twin's class")
+    twin_seed: int = _help("seed of a tiny twin's weights (from the model's name: twins of one architecture differ)", 0)
+    trust_remote_code: bool = _help("let the repository's own modeling code run (--trust-remote-code)", False)
+    sizes: tuple = _help("(key, value) overrides of a tiny twin's config: width, layers (the benchmarks)", ())
+
+    @property
+    def is_tiny(self) -> bool:
+        return self.source == "tiny"
+
+
+@dataclass(frozen=True)
+class TrainingSettings:
+    """The recipe's fixed settings: a search space's `training:` section."""
+    global_batch_size: int = _help("examples per optimizer step, summed over the trial's workers", 64)
+    micro_batch_size: int = _help("examples per forward pass and worker; accumulation fills the global batch", 8)
+    warmup_steps: int = _help("steps of linear warmup, then the lr stays constant", 20)
+    eval_every: int = _help("optimizer steps between validation evaluations (and checkpoints, ASHA rungs)", 20)
+    max_length: int = _help("tokens per text; longer ones lose tokens from the left (the prompt's start)", 2048)
+
+    def __post_init__(self):
+        for item in fields(self):
+            value = getattr(self, item.name)
+            if not (isinstance(value, int) and not isinstance(value, bool) and value > 0):
+                raise ValueError(f"training.{item.name} must be a positive integer, got {value!r}")
+
+
+TRAINING_FIELDS = tuple(item.name for item in fields(TrainingSettings))
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """One trial: a base model, its sampled lr and epochs, the recipe, and where its shared files live."""
+    model: str = _help("the base model's name (ledger, checkpoints, messages)")
+    model_spec: ModelSpec = _help("where its weights come from")
+    lr: float = _help("peak learning rate (AdamW), sampled by the searcher")
+    epochs: int = _help("passes over the training data, sampled by the searcher")
+    training: TrainingSettings = _help("batch, warmup, evaluation interval, max length",
+                                       default_factory=TrainingSettings)
+    rm_type: str = _help("bt (Bradley-Terry), regression (5 attribute heads) or bnrm (Bayesian head)", "bt")
+    bt_variant: str = _help("bt/bnrm loss: plain, margin or scaled by the pair's preference strength", "plain")
+    reward_centering: float = _help("bt/bnrm: add this x mean((r_chosen + r_rejected)^2) to the loss", 0.0)
+    regression_weights: tuple = _help("regression: attribute weights for validation accuracy", NEMOTRON_WEIGHTS)
+    seed: int = _help("seeds the head's init, data order and BNRM noise", 0)
+    strategy: str = _help("ddp (each worker holds the model) or fsdp (each holds a shard)", "ddp")
+    padding_free: bool | str = _help("pack a micro-batch's sequences in one row; auto: where attention "
+                                     "runs per packed sequence (flash-attention)", AUTO)
+    length_grouping: bool = _help("sort each step's examples by length and split where padding is least", True)
+    gradient_checkpointing: bool | str = _help("recompute activations in backward; auto: from the first step "
+                                               "that runs out of memory without it", AUTO)
+    token_cache: str | None = _help("folder (path or URI) of tokenized splits shared by trials; None: no cache",
+                                    None)
+    data_fingerprints: tuple = _help("(split, digest) of the train and validation records: the cache key", ())
+    out_of_memory_dir: str | None = _help("folder where a model that ran out of memory without checkpointing "
+                                          "leaves a marker, so its later trials start with it on", None)
+
+    def __post_init__(self):
+        _choose("rm_type", self.rm_type, RM_TYPES)
+        _choose("bt_variant", self.bt_variant, BT_VARIANTS)
+        _choose("strategy", self.strategy, STRATEGIES)
+        _on_off_auto("padding_free", self.padding_free)
+        _on_off_auto("gradient_checkpointing", self.gradient_checkpointing)
+        if not (self.lr > 0 and isinstance(self.epochs, int) and self.epochs > 0):
+            raise ValueError(f"lr and epochs must be positive, got lr={self.lr!r}, epochs={self.epochs!r}")
+        if self.training.global_batch_size % self.training.micro_batch_size:
+            raise ValueError("training.global_batch_size must be a multiple of training.micro_batch_size")
+
+    def replace(self, **changes) -> "TrainConfig":
+        """A copy with `changes`; the recipe's fields (eval_every, max_length, ...) may be named directly."""
+        recipe = {name: changes.pop(name) for name in list(changes) if name in TRAINING_FIELDS}
+        if recipe:
+            changes["training"] = replace(self.training, **recipe)
+        return replace(self, **changes)
+
+    def fingerprint(self, split: str) -> str:
+        return dict(self.data_fingerprints).get(split, "")
+
+    def checkpoint_meta(self) -> dict:
+        """What a checkpoint's rmsweep_meta.json records of the trial."""
+        return {"model": self.model, "model_spec": asdict(self.model_spec), "rm_type": self.rm_type,
+                "lr": self.lr, "epochs": self.epochs, "bt_variant": self.bt_variant,
+                "reward_centering": self.reward_centering, "regression_weights": list(self.regression_weights),
+                "strategy": self.strategy}
+
+
+def from_dict(cls, values: dict):
+    """Rebuild a config dataclass from its `asdict` form (JSON), nested dataclasses included."""
+    nested = {"model_spec": ModelSpec, "training": TrainingSettings}
+    return cls(**{key: from_dict(nested[key], value) if key in nested and isinstance(value, dict)
+                  else tuple(map(tuple, value)) if key in ("sizes", "data_fingerprints")
+                  else tuple(value) if isinstance(value, list) else value
+                  for key, value in values.items()})
