@@ -128,3 +128,85 @@ def from_dict(cls, values: dict):
                   else tuple(map(tuple, value)) if key in ("sizes", "data_fingerprints")
                   else tuple(value) if isinstance(value, list) else value
                   for key, value in values.items()})
+
+
+SAMPLERS = ("tpe", "grid")
+KEEP_CHECKPOINTS = ("best", "all", "none")
+
+
+@dataclass(frozen=True)
+class SweepConfig:
+    """One sweep, validated: what the searcher, scheduler, trials, aggregator and report read. `sweep.json`
+    records it (`record()`); `--resume` checks the fields in RESUME_FIELDS against that record."""
+    name: str = _help("the run's name: its folder under the storage")
+    run_dir: str = _help("the run directory (path or URI)")
+    family: str | None = _help("the registry family swept, if one was named")
+    models: dict = _help("base model name -> ModelSpec")
+    params_b: dict = _help("base model name -> parameters in billions as trained (a tiny twin's are ~0)")
+    space: object = _help("the search space (sweep.spaces.SearchSpace): lr, epochs, recipe, ASHA, data")
+    placements: dict = _help("base model name -> sweep.placement.Placement: its trials' worker group")
+    max_concurrent_trials: int = _help("trials running at once: as many of the largest as the cluster holds")
+    rm_type: str = _help("bt, regression or bnrm", "bt")
+    bt_variant: str = _help("bt/bnrm loss: plain, margin or scaled", "plain")
+    reward_centering: float = _help("bt/bnrm: reward-centering coefficient", 0.0)
+    regression_weights: str = _help("regression: 'search' or a published vector's name, for the benchmarks",
+                                    "search")
+    validation_weights: tuple = _help("regression: the vector validation uses during training", NEMOTRON_WEIGHTS)
+    scale: str = _help("tiny (random-weight twins, built-in data) or full (real checkpoints)", "tiny")
+    seed: int = _help("seeds samplers, model init and data order", 0)
+    data_seed: int = _help("seeds the data itself: the built-in corpus's draw, a training mix's shuffle", 0)
+    sampler: str = _help("tpe (Optuna TPE per base model) or grid (every point of a list-valued space)", "tpe")
+    samples_per_model: int = _help("trials per base model (without a budget)", 4)
+    budget_steps: int | None = _help("budget-aware sweep: trial-steps to spend in all; None: off", None)
+    priors: dict | None = _help("budget-aware sweep: base model -> predicted RewardBench score", None)
+    benchmarks: tuple = _help("benchmarks the best checkpoints are scored on; the first is the headline",
+                              ("rewardbench", "rewardbench2"))
+    keep_checkpoints: str = _help("best, all or none: checkpoints left once trials finish", "best")
+    max_failures: int = _help("restarts of a trial whose worker dies, each from its latest evaluation", 3)
+    padding_free: bool | str = _help("True, False or auto (see TrainConfig)", AUTO)
+    gradient_checkpointing: bool | str = _help("True, False or auto (see TrainConfig)", AUTO)
+    token_cache: str | None = _help("folder of tokenized splits shared by trials and later sweeps", None)
+    train_examples: int = _help("training rows after loading and mixing (steps per epoch follow from it)", 0)
+    data_fingerprints: tuple = _help("(split, digest) of the train and validation records", ())
+    data_accounts: tuple = _help("one line per data source: what was read and kept", ())
+    model_shapes: dict = _help("base model name -> (layers, width) from its config, for memory estimates",
+                               default_factory=dict)
+
+    def __post_init__(self):
+        _choose("rm_type", self.rm_type, RM_TYPES)
+        _choose("bt_variant", self.bt_variant, BT_VARIANTS)
+        _choose("sampler", self.sampler, SAMPLERS)
+        _choose("keep_checkpoints", self.keep_checkpoints, KEEP_CHECKPOINTS)
+        _choose("scale", self.scale, ("tiny", "full"))
+
+    @property
+    def expected_trials(self) -> int | None:
+        """Trials the sweep will run in all; None for a budget-aware sweep, where the budget decides."""
+        return None if self.budget_steps else len(self.models) * self.samples_per_model
+
+    @property
+    def training(self) -> TrainingSettings:
+        return self.space.training
+
+    def trial_config(self, model: str, lr: float, epochs: int, out_of_memory_dir: str | None) -> TrainConfig:
+        placement = self.placements[model]
+        return TrainConfig(
+            model=model, model_spec=self.models[model], lr=lr, epochs=epochs, training=self.training,
+            rm_type=self.rm_type, bt_variant=self.bt_variant, reward_centering=self.reward_centering,
+            regression_weights=self.validation_weights, seed=self.seed, strategy=placement.strategy,
+            padding_free=self.padding_free, token_cache=self.token_cache, data_fingerprints=self.data_fingerprints,
+            out_of_memory_dir=out_of_memory_dir,
+            # On where the placement turned it on; else as asked, where auto turns it on once a step runs out.
+            gradient_checkpointing=placement.gradient_checkpointing or self.gradient_checkpointing,
+        )
+
+    def record(self) -> dict:
+        """The JSON of sweep.json (before the run adds versions and times)."""
+        record = asdict(self)
+        record["space"] = self.space.describe()
+        return record
+
+
+# What must not change between a sweep and its --resume (the data's fingerprints included).
+RESUME_FIELDS = ("family", "rm_type", "bt_variant", "reward_centering", "regression_weights", "scale", "seed",
+                 "models", "sampler", "samples_per_model", "space", "data_fingerprints", "budget_steps")

@@ -1,6 +1,6 @@
 """Per-trial fixed overhead of the Ray layer: the same tiny trial run in this process, and through Ray Train's
 TorchTrainer (one worker) as a sweep runs it, side by side in one run; and through Ray Train with Ray's
-defaults instead of the settings a sweep gives it (`tuner.RAY_TRAIN_ENV`: the controller's poll interval).
+defaults instead of the settings a sweep gives it (`trial.RAY_TRAIN_ENV`: the controller's poll interval).
 
     python scripts/bench_overhead.py              # about 2 minutes on 2 cores
     python scripts/bench_overhead.py --repeats 3
@@ -18,38 +18,39 @@ import time
 
 import pandas as pd
 
+from rmsweep.config import ModelSpec, TrainConfig, TrainingSettings
 from rmsweep.data import sources
-from rmsweep.sweep import tuner
+from rmsweep.sweep import trial
 from rmsweep.training import loop
 
-CONFIG = dict(model="gemma-2-2b-it", model_spec={"source": "tiny", "architecture": "gemma2"}, rm_type="bt",
-              bt_variant="plain", reward_centering=0.0, lr=1e-3, epochs=1, global_batch_size=32, micro_batch_size=16,
-              warmup_steps=20, eval_every=16, max_length=128, seed=0, regression_weights=None, strategy="ddp",
-              token_cache=None, data_fingerprints={"train": "t", "validation": "v"}, padding_free="auto",
-              length_grouping=True, gradient_checkpointing=False, out_of_memory_dir=None)
+CONFIG = TrainConfig(model="gemma-2-2b-it", model_spec=ModelSpec("tiny", "gemma2"), lr=1e-3, epochs=1,
+                     training=TrainingSettings(global_batch_size=32, micro_batch_size=16, eval_every=16,
+                                               max_length=128),
+                     gradient_checkpointing=False)
 
 
 RAY_TRAIN, RAY_DEFAULTS = "Ray Train, as a sweep sets it", "Ray Train, Ray's defaults"
 
 
-def in_process(config: dict) -> dict:
+def in_process(config: TrainConfig, records: dict) -> dict:
     reports = []
     started = time.perf_counter()
-    loop.fit_reward_model(config, lambda metrics, checkpoint: reports.append(metrics))
+    loop.fit_reward_model(config, records, lambda metrics, checkpoint: reports.append(metrics))
     return {"wall_seconds": time.perf_counter() - started, "loop_seconds": reports[-1]["loop_seconds"],
             "val_accuracy": reports[-1]["val_accuracy"]}
 
 
-def through_ray_train(config: dict, storage_path: str, name: str, sweep_settings: bool) -> dict:
+def through_ray_train(config: TrainConfig, records: dict, storage_path: str, name: str,
+                      sweep_settings: bool) -> dict:
     import ray.train
     from ray.train.torch import TorchTrainer
 
-    for variable in tuner.RAY_TRAIN_ENV:  # Ray Train reads them when the trainer starts
+    for variable in trial.RAY_TRAIN_ENV:  # Ray Train reads them when the trainer starts
         os.environ.pop(variable, None)
     if sweep_settings:
-        tuner.set_ray_train_env()
+        trial.set_ray_train_env()
     trainer = TorchTrainer(
-        loop.train_loop_per_worker, train_loop_config=config,
+        loop.train_loop_per_worker, train_loop_config={"config": config, "data": records},
         scaling_config=ray.train.ScalingConfig(num_workers=1, use_gpu=False),
         run_config=ray.train.RunConfig(name=name, storage_path=storage_path,
                                        checkpoint_config=ray.train.CheckpointConfig(num_to_keep=1)),
@@ -70,16 +71,16 @@ def main(argv=None):
     import ray
 
     data = sources.builtin("bt")
-    config = {**CONFIG, "data": {"train": data.train[: args.train_pairs], "validation": data.validation}}
+    records = {"train": data.train[: args.train_pairs], "validation": data.validation}
     started = time.perf_counter()
     ray.init(num_cpus=2, log_to_driver=False, include_dashboard=False)
     ray_init_seconds = time.perf_counter() - started
     runs = []
     with tempfile.TemporaryDirectory() as storage_path:
         for repeat in range(args.repeats):  # alternating, so that machine noise falls on both alike
-            runs.append({"run": "in this process", **in_process(config)})
-            runs.append({"run": RAY_TRAIN, **through_ray_train(config, storage_path, f"trial-{repeat}", True)})
-            runs.append({"run": RAY_DEFAULTS, **through_ray_train(config, storage_path, f"default-{repeat}", False)})
+            runs.append({"run": "in this process", **in_process(CONFIG, records)})
+            runs.append({"run": RAY_TRAIN, **through_ray_train(CONFIG, records, storage_path, f"trial-{repeat}", True)})
+            runs.append({"run": RAY_DEFAULTS, **through_ray_train(CONFIG, records, storage_path, f"default-{repeat}", False)})
             print(f"  repeat {repeat + 1}: {runs[-3]['wall_seconds']:.1f} s in process, "
                   f"{runs[-2]['wall_seconds']:.1f} s through Ray Train as a sweep sets it, "
                   f"{runs[-1]['wall_seconds']:.1f} s with Ray's defaults", flush=True)

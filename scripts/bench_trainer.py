@@ -28,6 +28,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from rmsweep.config import ModelSpec, TrainConfig, TrainingSettings
 from rmsweep.data import tokenization
 from rmsweep.data import batching
 from rmsweep.model import reward_model
@@ -80,7 +81,7 @@ def peak_memory_mb(device: str, baseline_kb: int) -> float:
     return (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - baseline_kb) / 1024
 
 
-def load(spec: dict):
+def load(spec: ModelSpec):
     """(tokenizer, sequence-classification model): every contender starts from these same weights."""
     tokenizer, rewarder = reward_model.load_reward_model(spec, "bt")
     return tokenizer, rewarder.model
@@ -95,15 +96,13 @@ def validation_accuracy(model, tokenizer, validation, max_length, device) -> flo
 
 def run_rmsweep(args, spec, data, length_grouping=True, padding_free="auto", gradient_checkpointing=False):
     reports = []
-    config = dict(
-        model="bench", model_spec=spec, rm_type="bt",
-        bt_variant="plain", reward_centering=0.0, lr=args.lr, epochs=1, global_batch_size=args.batch,
-        micro_batch_size=args.micro_batch, warmup_steps=1, eval_every=args.steps, max_length=args.max_length,
-        seed=0, regression_weights=None, strategy="ddp", token_cache=None, data=data,
-        data_fingerprints={"train": "t", "validation": "v"}, padding_free=padding_free,
-        length_grouping=length_grouping, gradient_checkpointing=gradient_checkpointing, out_of_memory_dir=None,
+    config = TrainConfig(
+        model="bench", model_spec=spec, lr=args.lr, epochs=1,
+        training=TrainingSettings(global_batch_size=args.batch, micro_batch_size=args.micro_batch, warmup_steps=1,
+                                  eval_every=args.steps, max_length=args.max_length),
+        padding_free=padding_free, length_grouping=length_grouping, gradient_checkpointing=gradient_checkpointing,
     )
-    loop.fit_reward_model(config, lambda metrics, checkpoint: reports.append(metrics), device=args.device)
+    loop.fit_reward_model(config, data, lambda metrics, checkpoint: reports.append(metrics), device=args.device)
     final = reports[-1]
     # A trial that ran out of memory or diverged ends early and reports its best accuracy so far (0 before its
     # first evaluation): not a result to compare.
@@ -205,8 +204,8 @@ def main(argv=None):
                                        max_tokens=args.max_length - 32)
     data = {"train": records(rows[: args.steps * args.batch]), "validation": records(rows[args.steps * args.batch:])}
     # A real checkpoint (its tokenizer beside it), or a preset's shape with the word-level tokenizer.
-    spec = ({"source": args.model} if args.model
-            else {"source": "tiny", "architecture": "qwen2", "twin_seed": 0, "sizes": PRESETS[args.preset]})
+    spec = (ModelSpec(args.model, "") if args.model
+            else ModelSpec("tiny", "qwen2", sizes=tuple(PRESETS[args.preset].items())))
     tokenizer, model = load(spec)
     params = model.num_parameters()
     del model  # each contender loads its own, in its own process

@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from rmsweep.sweep import spaces
+from rmsweep.cli.run_args import parse_args
+from rmsweep.sweep import placement, plan, spaces
 
 
 def run_cli(*args, cwd, env=None):
@@ -26,7 +27,13 @@ def test_list_families(tmp_path):
     (["--family", "gemma2", "--models", "Qwen2.5-7B-Instruct", "--scale", "tiny"], "is not in family"),
     (["--family", "gemma2", "--scale", "tiny", "--num-samples", "0"], "--num-samples must be positive"),
     (["--family", "gemma2", "--scale", "tiny", "--workers-per-trial", "3"], "not a multiple"),
-    (["--scale", "tiny"], "--family is required"),
+    (["--scale", "tiny"], "--family (or --models) is required"),
+    (["--family", "gemma2", "--scale", "tiny", "--storage", "/proc/rmsweep"], "storage /proc/rmsweep is not writable"),
+    (["--family", "gemma2", "--scale", "tiny", "--rm-type", "nosuch"], "argument --rm-type: invalid choice"),
+    (["--family", "gemma2", "--scale", "tiny", "--seed", "notanumber"], "argument --seed: invalid int value"),
+    (["--family", "gemma2", "--scale", "tiny", "--data-dir", "."], "--data-dir has no effect with --scale tiny"),
+    (["--family", "gemma2", "--scale", "tiny", "--model-dir", "."], "--model-dir has no effect with --scale tiny"),
+    (["--family", "gemma2", "--scale", "tiny", "--space", "my.yaml"], "no search space file my.yaml"),
     (["--family", "gemma2"], "--scale tiny"),  # real checkpoints, hub unreachable
     (["--family", "gemma2", "--scale", "tiny", "--rm-type", "regression", "--bt-loss", "scaled"],
      "apply to bt and bnrm"),
@@ -72,9 +79,9 @@ def test_a_malformed_row_in_a_local_dataset_exits_2_naming_row_and_column(tmp_pa
 
 def test_rm_type_help_and_loss_choices_agree():
     from rmsweep.model import losses
-    from rmsweep.cli import run
+    from rmsweep import config
 
-    assert run.BT_VARIANTS == losses.BT_VARIANTS
+    assert config.BT_VARIANTS == losses.BT_VARIANTS
 
 
 def test_existing_run_directory_is_not_replaced(tmp_path):
@@ -118,9 +125,21 @@ def test_real_models_shapes_are_read_for_the_placement(tmp_path):
 
     for name, layers in (("gemma-2-2b-it", 2), ("gemma-2-9b-it", 3)):
         AutoConfig.for_model("gemma2", num_hidden_layers=layers, hidden_size=32).save_pretrained(tmp_path / name)
-    settings = run.resolve(run.parse_args(["--family", "gemma2", "--model-dir", str(tmp_path),
-                                           "--storage", str(tmp_path / "runs")]))[0]
-    assert settings["model_shapes"] == {"gemma-2-2b-it": {"layers": 2, "hidden_size": 32},
-                                        "gemma-2-9b-it": {"layers": 3, "hidden_size": 32}}
-    assert run.resolve(run.parse_args(["--family", "gemma2", "--scale", "tiny", "--storage",
-                                       str(tmp_path / "runs")]))[0]["model_shapes"] == {}
+    request = plan.resolve(parse_args(["--family", "gemma2", "--model-dir", str(tmp_path),
+                                       "--storage", str(tmp_path / "runs")]))
+    assert request.model_shapes == {"gemma-2-2b-it": placement.ModelShape(layers=2, hidden_size=32),
+                                    "gemma-2-9b-it": placement.ModelShape(layers=3, hidden_size=32)}
+    assert plan.resolve(parse_args(["--family", "gemma2", "--scale", "tiny", "--storage",
+                                    str(tmp_path / "runs")])).model_shapes == {}
+
+
+def test_a_space_given_as_a_path_and_a_dry_run_that_writes_nothing(tmp_path):
+    own = yaml.safe_load((spaces.DEFAULT_DIR / "paper-bt.yaml").read_text())
+    own["epochs"] = [1, 2]
+    (tmp_path / "mine.yaml").write_text(yaml.safe_dump(own))
+    result = run_cli("--family", "gemma2", "--scale", "tiny", "--space", str(tmp_path / "mine.yaml"), "--sampler",
+                     "grid", "--dry-run", "--storage", str(tmp_path / "runs"), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "20 trials per model (the grid)" in result.stdout and f"search space {tmp_path / 'mine.yaml'}" in result.stdout
+    assert "gemma-2-9b-it: 1 worker(s) x 1 CPU 0 GPU, ddp" in result.stdout and "dry run" in result.stdout
+    assert not (tmp_path / "runs").exists()

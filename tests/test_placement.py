@@ -1,6 +1,7 @@
 """Worker groups per base model, and the checks that refuse a trial the cluster can never place."""
 import pytest
 
+from rmsweep.config import ModelSpec
 from rmsweep.sweep import placement
 
 A100_NODE = {"CPU": 96.0, "GPU": 8.0}
@@ -73,6 +74,6 @@ def test_a_models_shape_is_read_from_its_config(tmp_path):
     from transformers import AutoConfig
 
     AutoConfig.for_model("llama", num_hidden_layers=3, hidden_size=32).save_pretrained(tmp_path / "m")
-    assert placement.model_shape({"source": str(tmp_path / "m"), "trust_remote_code": False}) == \
+    assert placement.model_shape(ModelSpec(str(tmp_path / "m"), "gemma2")) == \
         placement.ModelShape(layers=3, hidden_size=32)
-    assert placement.model_shape({"source": str(tmp_path / "missing"), "trust_remote_code": False}) is None
+    assert placement.model_shape(ModelSpec(str(tmp_path / "missing"), "gemma2")) is None

@@ -1,10 +1,10 @@
 import pandas as pd
 import pytest
+from conftest import sweep_config
 
 from rmsweep.analysis import report
 from rmsweep.sweep import storage
 
-SWEEP = {"family": "gemma2", "rm_type": "bt", "scale": "tiny", "seed": 0, "benchmarks": ["rewardbench", "rewardbench2"]}
 TRIALS = pd.DataFrame({
     "model": ["a", "a", "b"], "lr": [1e-3, 1e-4, 1e-3], "epochs": [1, 2, 1],
     "status": ["completed", "stopped_early", "completed"], "stopped_early": [False, True, False],
@@ -28,7 +28,7 @@ FITTED = {"fitted_on": "the paper", "status": "fitted", "n_models": 40, "feature
     ({"fitted_on": "this sweep", "status": "skipped", "reason": "needs >= 3 models"}, "Not fitted on this sweep"),
 ])
 def test_report_states_what_the_selector_found(tmp_path, selector, expected):
-    report.write_report(storage.Location(tmp_path), SWEEP, TRIALS, BEST, selector)
+    report.write_report(storage.Location(tmp_path), sweep_config(tmp_path), TRIALS, BEST, selector)
     text = (tmp_path / "report.md").read_text()
     assert expected in text
     assert "3 trials (2 completed, 1 stopped_early)" in text and "0.03 GPU-hours" in text  # 30 + 20 + 2 x 30 GPU-seconds

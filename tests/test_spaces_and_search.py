@@ -6,27 +6,27 @@ import pytest
 import yaml
 from ray.tune.search import Searcher
 
-from rmsweep.sweep import spaces
-from rmsweep.sweep import storage
-from rmsweep.sweep import tuner
-from rmsweep.sweep.tuner import PerModelSearcher
+from rmsweep.sweep import progress, search, spaces, storage
+from rmsweep.sweep.placement import Placement
+from rmsweep.sweep.search import PerModelSearcher
+from rmsweep.sweep.trial import RAY_TRAIN_ENV, error_summary, set_ray_train_env
 
 
 def test_default_space_resolves_per_rm_type_and_scale():
     paper_bt = spaces.load("gemma2", "bt", "full")
-    assert paper_bt.lr == (5e-7, 5e-6) and paper_bt.lr_is_range and paper_bt.training["global_batch_size"] == 64
+    assert paper_bt.lr == (5e-7, 5e-6) and paper_bt.lr_is_range and paper_bt.training.global_batch_size == 64
     assert paper_bt.data["train"] == [{"source": "helpsteer2-preference", "split": "train"}]
     paper_regression = spaces.load("gemma2", "regression", "full")
     assert paper_regression.lr == (1e-7, 9e-6) and paper_regression.data["train"][0]["source"] == "helpsteer2"
     tiny = spaces.load("gemma2", "bt", "tiny")
-    assert tiny.lr[1] == 0.1 and tiny.epochs == (1, 2) and tiny.training["warmup_steps"] == 20
+    assert tiny.lr[1] == 0.1 and tiny.epochs == (1, 2) and tiny.training.warmup_steps == 20
     assert tiny.data == "builtin"
 
 
 def test_the_published_recipes_ship_as_named_spaces():
     paper_bt = spaces.load("gemma2", "bt", "full", name="paper-bt")
     assert paper_bt.grid() == {"lr": [5e-7, 6e-7, 7e-7, 8e-7, 9e-7, 1e-6, 2e-6, 3e-6, 4e-6, 5e-6], "epochs": [1]}
-    assert paper_bt.training["global_batch_size"] == 64 and paper_bt.training["warmup_steps"] == 20
+    assert paper_bt.training.global_batch_size == 64 and paper_bt.training.warmup_steps == 20
     paper_regression = spaces.load("gemma2", "regression", "full", name="paper-regression")
     assert paper_regression.grid() == {"lr": [1e-7, 3e-7, 5e-7, 7e-7, 9e-7, 1e-6, 3e-6, 5e-6, 7e-6, 9e-6],
                                        "epochs": [2]}
@@ -114,10 +114,10 @@ def test_a_failed_trials_ledger_line_is_its_last_exception():
         "RuntimeError: out of memory: gemma-2-9b-it, micro-batch 4 x up to 2048 tokens (global batch 128, "
         "4 worker(s)) on cuda:1\n"
     )
-    assert tuner.error_summary(ray_train_error) == (
+    assert error_summary(ray_train_error) == (
         "RuntimeError: out of memory: gemma-2-9b-it, micro-batch 4 x up to 2048 tokens (global batch 128, "
         "4 worker(s)) on cuda:1")
-    assert tuner.error_summary("the worker's node died\nmore") == "the worker's node died"
+    assert error_summary("the worker's node died\nmore") == "the worker's node died"
 
 
 def _run_allocation(allocation, accuracy_of, steps_of):
@@ -139,7 +139,7 @@ def _run_allocation(allocation, accuracy_of, steps_of):
 def test_budget_allocation_halves_the_models_and_stays_within_budget():
     priors = {"a": 0.9, "b": 0.8, "c": 0.7, "d": 0.6}
     accuracy = {"a": 0.70, "b": 0.60, "c": 0.95, "d": 0.50}  # c is better than the selector thought
-    allocation = tuner.ModelHalving(priors, budget_steps=1600, max_trial_steps=100)
+    allocation = search.ModelHalving(priors, budget_steps=1600, max_trial_steps=100)
     models, spent = _run_allocation(allocation, accuracy.get, lambda model: 100)
     # Round 0: 2 trials for the predicted top half, 1 for the rest; round 1: c and a, 4 each; round 2: c alone.
     assert models[:6] == ["a", "b", "c", "d", "a", "b"]  # round-robin, the predicted best first
@@ -148,14 +148,14 @@ def test_budget_allocation_halves_the_models_and_stays_within_budget():
 
 
 def test_budget_allocation_counts_steps_of_early_stopped_trials_and_caps_a_grid():
-    allocation = tuner.ModelHalving({"a": 1.0, "b": 0.0}, budget_steps=10_000, max_trial_steps=100,
+    allocation = search.ModelHalving({"a": 1.0, "b": 0.0}, budget_steps=10_000, max_trial_steps=100,
                                     max_trials_per_model=3)
     models, spent = _run_allocation(allocation, {"a": 0.9, "b": 0.5}.get, lambda model: 25)  # ASHA stopped each
     assert models.count("a") == 3 and models.count("b") == 1 and spent == 4 * 25  # a's grid is done: no more
 
 
 def test_budget_allocation_waits_for_running_trials_before_a_new_round():
-    allocation = tuner.ModelHalving({"a": 1.0, "b": 0.0}, budget_steps=10_000, max_trial_steps=100, first_round=1)
+    allocation = search.ModelHalving({"a": 1.0, "b": 0.0}, budget_steps=10_000, max_trial_steps=100, first_round=1)
     assert allocation.assign("t0", Counter()) == "a" and allocation.assign("t1", Counter(a=1)) == "b"
     assert allocation.assign("t2", Counter(a=1, b=1)) is None  # round 0 is handed out but not finished
     for trial, accuracy in (("t0", 0.9), ("t1", 0.5)):
@@ -181,14 +181,14 @@ def test_a_trial_resumed_before_its_first_evaluation_keeps_its_ledger_row(tmp_pa
     rows = []
     aggregator = SimpleNamespace(trial_progress=SimpleNamespace(remote=rows.append))
     interrupted = {"trial_id": "old1", "wall_seconds": 12.0, "best_val_accuracy": None, "checkpoint": None}
-    callback = tuner.LedgerCallback(aggregator, total_trials=1, placements={"a": {"workers": 1, "gpus_per_worker": 0}},
+    callback = progress.LedgerCallback(aggregator, total_trials=1, placements={"a": Placement(1, 1.0, 0.0, "ddp")},
                                     checkpoints=storage.Location(tmp_path), interrupted=[interrupted])
     trial = SimpleNamespace(trial_id="t1", config={"model": "a", "lr": 1e-3, "epochs": 1, "resume_trial_id": "old1"})
     callback.on_trial_start(0, [], trial)
     result = {"step": 16, "total_steps": 64, "train_truncated": 0, "train_dropped": 0, "diverged": False,
               "out_of_memory": "", "nodes": "n1", "tokens_per_second": 100.0, "gradient_checkpointing": False,
-              "startup_seconds": 1.0, "eval_seconds": 0.5, "loop_seconds": 5.0, tuner.METRIC: 0.8,
-              tuner.CHECKPOINT_PATH_KEY: str(tmp_path / "checkpoint_000000")}
+              "startup_seconds": 1.0, "eval_seconds": 0.5, "loop_seconds": 5.0, search.METRIC: 0.8,
+              progress.CHECKPOINT_PATH_KEY: str(tmp_path / "checkpoint_000000")}
     callback.on_trial_result(0, [], trial, result)
     assert rows[-1]["trial_id"] == "old1" and rows[-1]["best_val_accuracy"] == 0.8
     assert rows[-1]["checkpoint"] == storage.Location(tmp_path).address_of(str(tmp_path / "checkpoint_000000"))
@@ -198,9 +198,12 @@ def test_a_trial_resumed_before_its_first_evaluation_keeps_its_ledger_row(tmp_pa
 def test_trials_hand_ray_train_the_sweep_settings_unless_the_environment_sets_them(monkeypatch):
     from ray.train.v2._internal.constants import get_env_vars_to_propagate  # what a TorchTrainer passes on
 
-    monkeypatch.delenv("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", raising=False)
+    # Set, then deleted, through monkeypatch: its undo restores the variable's absence after the test, so the
+    # value set_ray_train_env() gives it does not leak into later tests.
+    monkeypatch.setenv("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "unset below")
+    monkeypatch.delenv("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S")
     monkeypatch.setenv("RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S", "90")
-    tuner.set_ray_train_env()
+    set_ray_train_env()
     passed_on = get_env_vars_to_propagate()
-    assert passed_on["RAY_TRAIN_HEALTH_CHECK_INTERVAL_S"] == tuner.RAY_TRAIN_ENV["RAY_TRAIN_HEALTH_CHECK_INTERVAL_S"]
+    assert passed_on["RAY_TRAIN_HEALTH_CHECK_INTERVAL_S"] == RAY_TRAIN_ENV["RAY_TRAIN_HEALTH_CHECK_INTERVAL_S"]
     assert passed_on["RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S"] == "90"

@@ -22,14 +22,6 @@ from rmsweep.sweep import spaces
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture(scope="module")
-def local_ray():
-    # The dashboard stays on: Train V2 releases finished worker groups through the State API it hosts.
-    ray.init(num_cpus=2, namespace="rmsweep", log_to_driver=False)
-    yield
-    ray.shutdown()
-
-
 def _outputs(run_dir):
     for name in run.OUTPUTS:
         assert (run_dir / name).is_dir() if name.endswith("/") else (run_dir / name).is_file(), name
@@ -115,7 +107,7 @@ def test_bnrm_sweep_on_the_paper_grid(local_ray, tmp_path):
     assert set(trials["epochs"]) == {1}
     assert best.loc[0, "val_accuracy"] >= 0.65 and best.loc[0, "rewardbench"] > 0.6  # chance is 0.5
     sweep = json.loads((tmp_path / "gemma2-bnrm-paper-bt-tiny" / "sweep.json").read_text())
-    assert sweep["bt_variant"] == "scaled" and sweep["sampler"] == "grid" and sweep["search_space"]["file"].endswith(
+    assert sweep["bt_variant"] == "scaled" and sweep["sampler"] == "grid" and sweep["space"]["file"].endswith(
         "paper-bt.yaml")
 
 
@@ -156,7 +148,7 @@ def test_status_and_metrics_follow_a_running_sweep(local_ray, tmp_path):
     try:
         seen_running, seen_metric = None, False
         deadline = time.time() + 240
-        while tuner.poll() is None and time.time() < deadline and not (seen_running and seen_metric):
+        while sweep.poll() is None and time.time() < deadline and not (seen_running and seen_metric):
             time.sleep(2)
             if not seen_running and (tmp_path / "gemma2-bt-tiny" / "sweep.json").exists():
                 code, out = _status(tmp_path, "gemma2-bt-tiny")
@@ -165,11 +157,11 @@ def test_status_and_metrics_follow_a_running_sweep(local_ray, tmp_path):
             metrics = _prometheus_metrics()
             seen_metric = seen_metric or ('rmsweep_trials{' in metrics and 'rmsweep_best_val_accuracy{' in metrics
                                           and 'model="gemma-2-2b-it"' in metrics)
-        assert tuner.wait(timeout=300) == 0, tuner.stderr.read()
+        assert sweep.wait(timeout=300) == 0, sweep.stderr.read()
         assert seen_running and "gemma2-bt-tiny: running" in seen_running and "0 GPU-hours" in seen_running
         assert seen_metric
     finally:
-        tuner.kill()
+        sweep.kill()
     code, out = _status(tmp_path, "gemma2-bt-tiny")
     assert code == 0 and "gemma2-bt-tiny: finished" in out and "2 of 2 finished" in out
     assert _status(tmp_path, "no-such-run")[0] == 2

@@ -3,7 +3,8 @@ import pandas as pd
 
 from rmsweep.analysis import paper_analyses
 from rmsweep.analysis import scoring
-from rmsweep.sweep import storage
+from rmsweep.config import SweepConfig
+from rmsweep.sweep import ledger, storage
 
 BEST_COLUMNS = ["model", "size_group", "params_b", "best_lr", "best_epochs", "val_accuracy", "regression_weights",
                 *[column for columns in scoring.SCORE_COLUMNS.values() for column in columns.values()]]
@@ -70,17 +71,17 @@ def best_columns(best: pd.DataFrame) -> list[str]:
     return [column for column in BEST_COLUMNS if column in best.columns]
 
 
-def write_report(run_dir: storage.Location, sweep: dict, trials: pd.DataFrame, best: pd.DataFrame,
+def write_report(run_dir: storage.Location, sweep: SweepConfig, trials: pd.DataFrame, best: pd.DataFrame,
                  selector: dict) -> None:
-    headline = scoring.SCORE_COLUMNS[sweep["benchmarks"][0]]["overall"]
+    headline = scoring.SCORE_COLUMNS[sweep.benchmarks[0]]["overall"]
     results = paper_analyses.sweep_results(best, headline)
     counts = trials["status"].value_counts().to_dict()
     lines = [
-        f"# rmsweep: family `{sweep['family']}`, {sweep['rm_type']} reward models, scale `{sweep['scale']}`",
+        f"# rmsweep: `{sweep.name}`, {sweep.rm_type} reward models, scale `{sweep.scale}`",
         "",
         f"{len(trials)} trials ({', '.join(f'{n} {status}' for status, n in counts.items())}); "
         f"{trials['wall_seconds'].sum() / 60:.1f} trial-minutes, "
-        f"{(trials['wall_seconds'] * trials['gpus']).sum() / 3600:.2f} GPU-hours; seed {sweep['seed']}.",
+        f"{ledger.gpu_hours(trials):.2f} GPU-hours; seed {sweep.seed}.",
         "Scores are fractions in [0, 1]. `rewardbench` is the mean of RewardBench's four sections, each "
         "weighted by its published subset counts; `rewardbench2` the mean of RewardBench 2's six domains "
         f"(best-of-4, Ties by its own formula). The analyses use `{headline}`.",

@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 
 from rmsweep.sweep import atomic
-from rmsweep.analysis import scoring
+from rmsweep.analysis import evaluation, scoring
 
 HUB_DATA = "hub"
 BUILTIN_DATA = "builtin"
@@ -23,41 +23,6 @@ BUILTIN_DATA = "builtin"
 
 class UsageError(Exception):
     """Bad input: one line on stderr, exit status 2."""
-
-
-def score_groups(model, tokenizer, groups: list[dict], max_length: int, device="cpu", weights=None) -> list[dict]:
-    """Score rows (the --scores format) for benchmark groups: one reward per completion."""
-    from rmsweep.data import tokenization
-    from rmsweep.data import batching
-    from rmsweep.model import reward_model
-
-    tokenized = tokenization.tokenize_groups(tokenizer, groups, max_length)
-    outputs = reward_model.score_sequences(model, tokenized.sequences, tokenizer.pad_token_id, device)
-    rewards = reward_model.scalar(outputs, weights).tolist()
-    rows, offset = [], 0
-    for group in groups:
-        count = len(group["completions"])
-        rows.append({"id": group["id"], "subset": group["subset"], "scores": rewards[offset: offset + count],
-                     "num_correct": group["num_correct"]})
-        offset += count
-    return rows
-
-
-def regression_weights(model, tokenizer, validation: list[dict], choice: str, max_length: int, device="cpu") -> dict:
-    """A regression RM's attribute weights: a published vector, or (`search`) the paper's grid search on the
-    validation pairs. Returns {"weights", "accuracy" on the validation pairs, "choice"}."""
-    from rmsweep.data import tokenization
-    from rmsweep.data import batching
-    from rmsweep.model import reward_model
-
-    pairs = tokenization.tokenize_pairs(tokenizer, validation, max_length)
-    chosen, rejected = reward_model.score_pairs(model, pairs, tokenizer.pad_token_id, device)
-    if choice == "search":
-        found = scoring.search_weights(chosen.numpy(), rejected.numpy())
-        return {**found, "choice": choice}
-    weights = list(scoring.PUBLISHED_WEIGHTS[choice])
-    accuracy = scoring.pairwise_accuracy(reward_model.scalar(chosen, weights), reward_model.scalar(rejected, weights))
-    return {"weights": weights, "accuracy": accuracy, "choice": choice}
 
 
 def read_scores(path: Path, benchmark: str) -> list[dict]:
@@ -126,7 +91,7 @@ def _score_checkpoint(args) -> list[dict]:
     if meta["rm_type"] == "regression":
         weights = _weights(args.weights, meta, model, tokenizer, validation, args.max_length)
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    rows = score_groups(model.to(device), tokenizer, groups, args.max_length, device, weights)
+    rows = evaluation.score_groups(model.to(device), tokenizer, groups, args.max_length, device, weights)
     scores_path = args.save_scores or args.checkpoint / f"{args.benchmark}-scores.jsonl"
     atomic.write_text(scores_path, "".join(json.dumps(row) + "\n" for row in rows))
     print(f"per-completion scores: {scores_path}")
@@ -142,7 +107,7 @@ def _weights(choice: str | None, meta: dict, model, tokenizer, validation, max_l
         if validation is None:
             raise UsageError("--weights search needs validation pairs; it works with --data builtin only, "
                              "else give the 5 weights")
-        return regression_weights(model, tokenizer, validation, "search", max_length)["weights"]
+        return evaluation.regression_weights(model, tokenizer, validation, "search", max_length)["weights"]
     try:
         weights = [float(w) for w in choice.split(",")]
     except ValueError:

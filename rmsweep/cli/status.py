@@ -7,14 +7,13 @@ compute used so far (GPU-hours, and worker-hours for CPU sweeps). --watch N repr
 the sweep finishes.
 """
 import argparse
-import io
 import json
 import sys
 import time
 
 import pandas as pd
 
-from rmsweep.sweep import storage
+from rmsweep.sweep import ledger, storage
 
 RUNNING_COLUMNS = ["trial_id", "model", "lr", "epochs", "steps", "total_steps", "best_val_accuracy",
                    "tokens_per_second", "nodes", "wall_seconds"]
@@ -33,42 +32,40 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def read_run(run_dir: storage.Location) -> tuple[dict, pd.DataFrame]:
     """(sweep.json, the trials ledger: empty before the first trial starts)."""
-    sweep = json.loads(run_dir.read_text("sweep.json"))
-    if not run_dir.exists("trials.csv"):
-        return sweep, pd.DataFrame(columns=["status", "model", "wall_seconds", "gpus", "best_val_accuracy"])
-    return sweep, pd.read_csv(io.StringIO(run_dir.read_text("trials.csv")))
+    return json.loads(run_dir.read_text("sweep.json")), ledger.read(run_dir)
+
+
+def compute_line(trials: pd.DataFrame) -> str:
+    gpu_hours = ledger.gpu_hours(trials)
+    if gpu_hours > 0 or "workers" not in trials:
+        return f"compute so far: {gpu_hours:.2f} GPU-hours"
+    return f"compute so far: 0 GPU-hours ({ledger.worker_hours(trials):.2f} CPU worker-hours)"
 
 
 def summary(sweep: dict, trials: pd.DataFrame, run_dir: storage.Location) -> str:
-    total = len(sweep["model_specs"]) * sweep["samples_per_model"]
     finished = "finished" in sweep
+    expected = ledger.expected_trials(sweep)
+    counts = ledger.counts(trials, expected, finished)
     elapsed = sweep["wall_seconds"] if finished else time.time() - sweep["started_unix"]
-    counts = trials["status"].value_counts().to_dict()
-    counts["pending"] = total - len(trials)
-    state = "finished" if finished else "running"
+    done = len(trials) - counts.get("running", 0)
+    of = (f"of {expected}" if expected is not None
+          else f"(a budget of {sweep['budget_steps']:,} trial-steps decides how many; "
+               f"{int(trials['steps'].sum()) if len(trials) else 0:,} spent)")
     lines = [
-        f"{sweep['name']}: {state}, {elapsed / 60:.1f} min since {sweep['started']} "
-        f"({sweep['family']}, {sweep['rm_type']} RMs, scale {sweep['scale']})",
-        f"trials: {len(trials) - counts.get('running', 0)} of {total} finished; "
-        + ", ".join(f"{n} {status}" for status, n in counts.items() if n),
+        f"{sweep['name']}: {'finished' if finished else 'running'}, {elapsed / 60:.1f} min since {sweep['started']} "
+        f"({sweep['family'] or 'models'}, {sweep['rm_type']} RMs, scale {sweep['scale']})",
+        f"trials: {done} {of} finished; " + ", ".join(f"{n} {status}" for status, n in counts.items() if n),
+        compute_line(trials),
     ]
-    worker_hours = (trials["wall_seconds"] * trials["gpus"]).sum() / 3600
-    if trials["gpus"].sum() > 0:
-        lines.append(f"compute so far: {worker_hours:.2f} GPU-hours")
-    else:
-        workers = {model: placed["workers"] for model, placed in sweep["placements"].items()}
-        cpu_hours = (trials["wall_seconds"] * trials["model"].map(workers)).sum() / 3600
-        lines.append(f"compute so far: 0 GPU-hours ({cpu_hours:.2f} CPU worker-hours)")
     running = trials[trials["status"] == "running"]
     if not running.empty:
         lines += ["", "running (as of each trial's latest evaluation):",
                   running[[c for c in RUNNING_COLUMNS if c in running]].to_string(index=False)]
-    scored = trials.dropna(subset=["best_val_accuracy"])
-    if not scored.empty:
-        best = scored.loc[scored.groupby("model")["best_val_accuracy"].idxmax(), ["model", "lr", "epochs",
-                                                                                   "best_val_accuracy", "status"]]
+    best = ledger.best_per_model(trials)
+    if not best.empty:
         lines += ["", "best trial per base model so far:",
-                  best.sort_values("best_val_accuracy", ascending=False).to_string(index=False)]
+                  best[["model", "lr", "epochs", "best_val_accuracy", "status"]]
+                  .sort_values("best_val_accuracy", ascending=False).to_string(index=False)]
     if finished:
         lines += ["", f"results in {run_dir}: best_per_model.csv, report.md"]
     return "\n".join(lines)

@@ -1,6 +1,6 @@
 """The aggregator: a named Ray actor that keeps the sweep's ledger and turns it into results.
 
-During the sweep it receives every trial's progress and every finished trial (from `tuner.LedgerCallback`),
+During the sweep it receives every trial's progress and every finished trial (from `progress.LedgerCallback`),
 rewrites `trials.csv` whole each time (running trials included, with status `running`), and publishes the
 sweep's progress as Ray metrics (the dashboard's Metrics view, Prometheus): trials per status, the best
 validation accuracy per base model, training tokens per second per running trial. At the end it scores each
@@ -18,17 +18,13 @@ import ray.train
 import torch
 from ray.util.metrics import Gauge
 
-from rmsweep.cli import evaluate
-from rmsweep.model import reward_model
+from rmsweep.analysis import evaluation, report, scoring, selector
+from rmsweep.config import SweepConfig
 from rmsweep.data import registry
-from rmsweep.analysis import report
-from rmsweep.analysis import scoring
-from rmsweep.analysis import selector
-from rmsweep.sweep import storage
+from rmsweep.model import reward_model
+from rmsweep.sweep import ledger, storage
 from rmsweep.training.loop import TRAINER_STATE
 
-
-TRIAL_STATUSES = ("running", "completed", "stopped_early", "diverged", "out_of_memory", "error")
 
 
 def actor_name(run_name: str) -> str:
@@ -55,7 +51,7 @@ def prune_other_checkpoints(kept: str) -> int:
 
 
 @ray.remote
-def score_checkpoint(checkpoint_path: str, evaluation: dict, weights_choice: str, max_length: int) -> dict:
+def score_checkpoint(checkpoint_path: str, benchmark_data: dict, weights_choice: str, max_length: int) -> dict:
     """One checkpoint's score rows and results on each benchmark; for regression RMs, the weights used."""
     with ray.train.Checkpoint(checkpoint_path).as_directory() as directory:
         tokenizer, model, meta = reward_model.load_checkpoint(Path(directory))
@@ -63,11 +59,11 @@ def score_checkpoint(checkpoint_path: str, evaluation: dict, weights_choice: str
     model = model.to(device)
     weights = None
     if meta["rm_type"] == "regression":
-        weights = evaluate.regression_weights(model, tokenizer, evaluation["validation"], weights_choice,
+        weights = evaluation.regression_weights(model, tokenizer, benchmark_data["validation"], weights_choice,
                                               max_length, device)
     scored = {"weights": weights, "rows": {}, "results": {}}
-    for benchmark, groups in evaluation["benchmarks"].items():
-        rows = evaluate.score_groups(model, tokenizer, groups, max_length, device, weights and weights["weights"])
+    for benchmark, groups in benchmark_data["benchmarks"].items():
+        rows = evaluation.score_groups(model, tokenizer, groups, max_length, device, weights and weights["weights"])
         scored["rows"][benchmark] = rows
         scored["results"][benchmark] = scoring.SCORERS[benchmark](rows)
     return scored
@@ -75,14 +71,14 @@ def score_checkpoint(checkpoint_path: str, evaluation: dict, weights_choice: str
 
 @ray.remote(num_cpus=0)
 class Aggregator:
-    def __init__(self, run_dir: storage.Location, sweep: dict, evaluation_ref: list, finished: list[dict] = ()):
-        self._run_dir = run_dir
+    def __init__(self, sweep: SweepConfig, evaluation_ref: list, finished: list[dict] = ()):
+        self._run_dir = storage.Location(sweep.run_dir)
         self._sweep = sweep
         # In a list so that Ray passes the reference on to the scoring tasks instead of resolving it here.
         self._evaluation = evaluation_ref[0]
         self._trials: list[dict] = list(finished)  # finished, including those of an interrupted run (--resume)
         self._running: dict[str, dict] = {}  # trial id -> latest progress row
-        tags = {"run": sweep["name"]}
+        tags = {"run": sweep.name}
         self._trial_counts = Gauge("rmsweep_trials", "Trials of the sweep, by status", tag_keys=("run", "status"))
         self._best = Gauge("rmsweep_best_val_accuracy", "Best validation accuracy of a base model so far",
                            tag_keys=("run", "model"))
@@ -104,27 +100,33 @@ class Aggregator:
         # The ledger first: a driver killed between the two must not leave a trial marked running whose resume
         # state is already pruned (--resume would continue it from a checkpoint without one).
         self._write_ledger()
-        if row["checkpoint"] and self._sweep["keep_checkpoints"] != "all":
+        if row["checkpoint"] and self._sweep.keep_checkpoints != "all":
             prune_other_checkpoints(row["checkpoint"])
 
+    def __repr__(self) -> str:
+        """What the dashboard's Actors view shows for this actor: the sweep at a glance."""
+        finished = pd.DataFrame(self._trials)
+        best = {} if finished.empty else ledger.best_per_model(finished).set_index("model")["best_val_accuracy"]
+        return (f"rmsweep {self._sweep.name}: {len(self._trials)}/{self._sweep.expected_trials or '?'} trials done, "
+                f"{len(self._running)} running; best "
+                + (", ".join(f"{model} {value:.3f}" for model, value in dict(best).items()) or "-"))
+
     def _write_ledger(self) -> None:
-        ledger = pd.DataFrame([*self._trials, *self._running.values()]).assign(rm_type=self._sweep["rm_type"])
-        self._run_dir.write_text("trials.csv", ledger.to_csv(index=False))
-        counts = ledger["status"].value_counts()
-        for status in TRIAL_STATUSES:  # zeros too: the last running trial's end must bring "running" to 0
+        table = ledger.write(self._run_dir, [*self._trials, *self._running.values()], self._sweep.rm_type)
+        counts = table["status"].value_counts()
+        for status in ledger.STATUSES:  # zeros too: the last running trial's end must bring "running" to 0
             self._trial_counts.set(int(counts.get(status, 0)), {"status": status})
-        for model, best in ledger.groupby("model")["best_val_accuracy"].max().dropna().items():
+        for model, best in table.groupby("model")["best_val_accuracy"].max().dropna().items():
             self._best.set(best, {"model": model})
 
     def finalize(self) -> pd.DataFrame:
         """Score the best trial of each base model, fit the selector, write every output; returns the table."""
-        trials = pd.DataFrame(self._trials).assign(rm_type=self._sweep["rm_type"])
-        scored = trials.dropna(subset=["checkpoint"])
-        best = scored.loc[scored.groupby("model")["best_val_accuracy"].idxmax()]
-        gpus = max(placement["gpus_per_worker"] for placement in self._sweep["placements"].values())
+        trials = pd.DataFrame(self._trials).assign(rm_type=self._sweep.rm_type)
+        best = ledger.best_per_model(trials, with_checkpoint=True)
+        gpus = max(placement.gpus_per_worker for placement in self._sweep.placements.values())
         scorer = score_checkpoint.options(num_gpus=min(1.0, gpus))
-        scores = ray.get([scorer.remote(path, self._evaluation, self._sweep["regression_weights"],
-                                        self._sweep["training"]["max_length"]) for path in best["checkpoint"]])
+        scores = ray.get([scorer.remote(path, self._evaluation, self._sweep.regression_weights,
+                                        self._sweep.training.max_length) for path in best["checkpoint"]])
         scores_dir = self._run_dir.child("scores")
         for model, score in zip(best["model"], scores):
             for benchmark, rows in score["rows"].items():
@@ -134,7 +136,7 @@ class Aggregator:
 
         fitted = self._fit_selector(best_per_model)
         self._run_dir.write_text("selector.json", json.dumps(fitted, indent=2))
-        if self._sweep["keep_checkpoints"] == "none":  # scored and saved under scores/: the weights can go
+        if self._sweep.keep_checkpoints == "none":  # scored and saved under scores/: the weights can go
             self._run_dir.child("checkpoints").remove()
             self._trials = [{**row, "checkpoint": None} for row in self._trials]
             self._write_ledger()
@@ -150,7 +152,7 @@ class Aggregator:
             row = {
                 "model": trial["model"], "hf_id": info["hf_id"], "family": info["family_key"],
                 "params_b": info["params_b"], "size_group": info["size_group"], "stage": info["stage"],
-                "rm_type": self._sweep["rm_type"], "scale": self._sweep["scale"], "best_lr": trial["lr"],
+                "rm_type": self._sweep.rm_type, "scale": self._sweep.scale, "best_lr": trial["lr"],
                 "best_epochs": trial["epochs"], "val_accuracy": trial["best_val_accuracy"],
             }
             if score["weights"]:
@@ -162,7 +164,7 @@ class Aggregator:
                             if section != "overall"})
                 row[columns["overall"]] = result["overall"]
             rows.append({**row, "trial_id": trial["trial_id"], "checkpoint": trial["checkpoint"]})
-        headline = scoring.SCORE_COLUMNS[self._sweep["benchmarks"][0]]["overall"]
+        headline = scoring.SCORE_COLUMNS[self._sweep.benchmarks[0]]["overall"]
         return pd.DataFrame(rows).sort_values(headline, ascending=False).reset_index(drop=True)
 
     def _fit_selector(self, best_per_model: pd.DataFrame) -> dict:
@@ -175,15 +177,15 @@ class Aggregator:
         swept = table["name"].isin(best_per_model["model"])
         candidates = table[~swept]
         if swept.sum() >= selector.MIN_MODELS:
-            sections = scoring.SCORE_COLUMNS[self._sweep["benchmarks"][0]]
+            sections = scoring.SCORE_COLUMNS[self._sweep.benchmarks[0]]
             training = registry.with_results(best_per_model, sections.values())
             fitted_on = f"this sweep's best checkpoints ({sections['overall']} score)"
         else:
-            sections = registry.nearest_published_columns(self._sweep["rm_type"])
+            sections = registry.nearest_published_columns(self._sweep.rm_type)
             training = table.dropna(subset=[sections["overall"]])
             fitted_on = (f"the paper's published RewardBench results ({sections['overall']}): this sweep has "
                          f"fewer than {selector.MIN_MODELS} models")
         features, left_out = selector.widely_known(training)
         fitted = selector.fit_selector(training, sections["overall"], features, sections, candidates,
-                                       seed=self._sweep["seed"])
+                                       seed=self._sweep.seed)
         return {"fitted_on": fitted_on, "features_left_out": left_out, **fitted}

@@ -4,18 +4,20 @@ settings, ASHA settings and the data spec (`sources.py`).
 A sweep uses `--space NAME` if given, else the family's own file, else `default.yaml`. `lr` is a log-uniform
 range `{low, high}` or a list of values (a grid, searched by Optuna or walked whole with `--sampler grid`).
 """
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from importlib import resources
 from pathlib import Path
 
 import optuna
 import yaml
 
+from rmsweep.config import TRAINING_FIELDS, TrainingSettings
+
 # Read through the package (rmsweep/search_spaces links to the repository's search_spaces/), so that an installed
 # wheel finds them as an editable install does.
 DEFAULT_DIR = Path(str(resources.files("rmsweep") / "search_spaces"))
 SEARCHED = {"lr", "epochs"}
-TRAINING_KEYS = {"global_batch_size", "micro_batch_size", "warmup_steps", "eval_every", "max_length"}
+TRAINING_KEYS = set(TRAINING_FIELDS)
 ASHA_KEYS = {"grace_period", "reduction_factor"}
 SETTINGS = SEARCHED | {"training", "asha", "data"}
 TOP_KEYS = SETTINGS | {"by_rm_type", "by_scale"}
@@ -31,7 +33,7 @@ class SearchSpace:
     lr: tuple  # (low, high) of a log-uniform range, or the values of a grid
     lr_is_range: bool
     epochs: tuple
-    training: dict
+    training: TrainingSettings
     asha: dict
     data: object  # the data spec, checked against the RM type by sources.check_spec
 
@@ -51,7 +53,7 @@ class SearchSpace:
 
     def describe(self) -> dict:
         return {"file": str(self.path), "lr": list(self.lr), "lr_is_range": self.lr_is_range,
-                "epochs": list(self.epochs), "asha": self.asha}
+                "epochs": list(self.epochs), "asha": self.asha, "training": asdict(self.training)}
 
 
 def _check_keys(section: dict, allowed: set, where: str) -> None:
@@ -105,7 +107,8 @@ def resolve(raw: dict, rm_type: str, scale: str, path: Path) -> SearchSpace:
             value = settings[section].get(key)
             if not (isinstance(value, int) and value > 0):
                 raise SpaceError(f"{path}: {section}.{key} must be a positive integer, got {value!r}")
-    return SearchSpace(path, lr_values, lr_is_range, tuple(sorted(set(epochs))), dict(settings["training"]),
+    return SearchSpace(path, lr_values, lr_is_range, tuple(sorted(set(epochs))),
+                       TrainingSettings(**settings["training"]),
                        dict(settings["asha"]), settings["data"])
 
 
@@ -113,18 +116,27 @@ def names(directory: Path = DEFAULT_DIR) -> list[str]:
     return sorted(path.stem for path in directory.glob("*.yaml"))
 
 
-def load(family: str, rm_type: str, scale: str, directory: Path = DEFAULT_DIR, name: str | None = None) -> SearchSpace:
-    """`name`.yaml if a name is given, else the family's own file if there is one, else `default.yaml`."""
-    if name:
+def load(family: str | None, rm_type: str, scale: str, directory: Path = DEFAULT_DIR,
+         name: str | None = None) -> SearchSpace:
+    """`name`: a shipped space's name, or the path of a user's YAML file. Without one, the family's own file if
+    there is one, else `default.yaml`."""
+    if name and (name.endswith((".yaml", ".yml")) or "/" in name):
+        path = Path(name)
+        if not path.is_file():
+            raise SpaceError(f"no search space file {path}")
+    elif name:
         path = directory / f"{name}.yaml"
         if not path.exists():
-            raise SpaceError(f"no search space {name!r} in {directory} (there: {', '.join(names(directory))})")
+            raise SpaceError(f"no search space {name!r} in {directory} (there: {', '.join(names(directory))}); "
+                             "or give a path to a .yaml file")
     else:
         path = directory / f"{family}.yaml"
-        if not path.exists():
+        if not family or not path.exists():
             path = directory / "default.yaml"
     try:
         raw = yaml.safe_load(path.read_text())
     except (OSError, yaml.YAMLError) as error:
         raise SpaceError(f"cannot read search space {path}: {error}") from None
+    if not isinstance(raw or {}, dict):
+        raise SpaceError(f"{path}: expected a mapping of settings (lr, epochs, training, asha, data)")
     return resolve(raw or {}, rm_type, scale, path)

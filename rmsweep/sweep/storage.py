@@ -7,6 +7,7 @@ experiment state and the checkpoints share one address. A `Location` is a folder
 A multi-node sweep needs a location that every node sees: `unshared_nodes` finds the nodes that do not.
 """
 import os
+import tempfile
 import uuid
 from pathlib import Path
 
@@ -85,11 +86,15 @@ class Location:
     def writable(self) -> bool:
         """Whether files can be written here, without leaving anything behind: a local folder (or the nearest
         existing parent) is checked for permission; an object store is sent a probe file, then its deletion."""
-        if self.is_local:
+        if self.is_local:  # a folder made and removed in the nearest existing parent (root passes os.access)
             probe = Path(self.path)
             while not probe.exists():
                 probe = probe.parent
-            return os.access(probe, os.W_OK)
+            try:
+                tempfile.TemporaryDirectory(dir=probe, prefix=".rmsweep-write-probe-").cleanup()
+                return True
+            except OSError:
+                return False
         probe = f"{self.path}/.rmsweep-write-probe-{uuid.uuid4().hex}"
         try:
             with self.filesystem.open_output_stream(probe):

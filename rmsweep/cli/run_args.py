@@ -1,0 +1,193 @@
+"""The flags of `python -m rmsweep.run` (argparse construction only)."""
+import argparse
+from pathlib import Path
+
+from rmsweep import config
+from rmsweep.analysis import scoring
+from rmsweep.cli.common import OneLineParser
+from rmsweep.sweep import plan, spaces
+
+WEIGHT_CHOICES = ("search", *scoring.PUBLISHED_WEIGHTS)
+DESCRIPTION = """Sweep every base model of a family: python -m rmsweep.run --family gemma2 --scale tiny
+
+Validates everything before any compute (flags, search space, every data row), runs one Ray Tune sweep
+(an Optuna study per base model, TPE or a grid; ASHA per base model; one Ray Train TorchTrainer per trial),
+scores each model's best checkpoint on the benchmarks, and leaves in <storage>/<name>/: trials.csv,
+best_per_model.csv, selector.json, report.md (+ plots), scores/ (per-completion scores) and sweep.json.
+
+Search spaces (--space NAME, in search_spaces/): default (a log-uniform lr range), paper-bt and
+paper-regression (the grids of arXiv 2505.10775), rewardbench2 (the grid and Tulu 3 + Skywork mix of
+RewardBench 2). Each names its data; --scale tiny swaps in the built-in corpus.
+"""
+
+
+def _auto_or(number_type):
+    def parse(text: str):
+        return None if text == "auto" else number_type(text)
+
+    parse.__name__ = f"auto or {number_type.__name__}"  # argparse names the type in its error message
+    return parse
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = OneLineParser(
+        prog="python -m rmsweep.run",
+        description=DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "--family", metavar="KEY", help="family key to sweep, e.g. gemma2, qwen2.5, llama3.1 (see --list-families)"
+    )
+    parser.add_argument(
+        "--models", nargs="+", metavar="NAME", help="only these models of the family (names or hub ids)"
+    )
+    parser.add_argument("--list-families", action="store_true", help="print the families and their models, then exit")
+    parser.add_argument(
+        "--rm-type",
+        choices=config.RM_TYPES,
+        default="bt",
+        help="bt: Bradley-Terry on preference pairs; regression: 5 attribute heads, MSE, on ratings; "
+        "bnrm: Bradley-Terry with the Bayesian non-negative head (+1e-5 KL) (default: bt)",
+    )
+    parser.add_argument(
+        "--bt-loss",
+        choices=config.BT_VARIANTS,
+        default="plain",
+        help="bt and bnrm: plain -log sigmoid(rc - rr); margin subtracts the pair's |strength| inside; "
+        "scaled multiplies by it (default: plain)",
+    )
+    parser.add_argument(
+        "--reward-centering", metavar="C", type=float, default=0.0,
+        help="bt and bnrm: add C x mean((rc + rr)^2) to the loss; about 0.01 is usual (default: 0, off)",
+    )
+    parser.add_argument(
+        "--regression-weights",
+        choices=WEIGHT_CHOICES,
+        default="search",
+        help="regression: how the 5 attributes become one reward for pairwise benchmarks: search (the paper's "
+        "21^5 grid on the validation pairs, per model) or a published vector (default: search)",
+    )
+    parser.add_argument(
+        "--scale",
+        choices=("tiny", "full"),
+        default="full",
+        help="tiny: random-weight twins of each architecture, offline, minutes on a laptop; "
+        "full: the real checkpoints (default: full)",
+    )
+    parser.add_argument(
+        "--model-dir", metavar="DIR", type=Path, help="load real checkpoints from DIR/<model name> instead of the hub"
+    )
+    parser.add_argument(
+        "--space", metavar="NAME|FILE",
+        help="search space: a shipped one's NAME (search_spaces/NAME.yaml: default, paper-bt, paper-regression, "
+        "rewardbench2) or the path of your own YAML file (default: the family's file, else default)",
+    )
+    parser.add_argument(
+        "--sampler", choices=config.SAMPLERS, default="tpe",
+        help="tpe: Optuna TPE per base model; grid: every (lr, epochs) point of a space whose lr is a list "
+        "(default: tpe)",
+    )
+    parser.add_argument(
+        "--num-samples", metavar="N", type=int,
+        help=f"trials per base model (default: {plan.DEFAULT_TPE_SAMPLES} with tpe, the whole grid with grid)",
+    )
+    parser.add_argument(
+        "--trust-remote-code", action="store_true",
+        help="let a model whose architecture transformers lacks run its repository's own Python code (e.g. "
+        "Phi-3-small); off by default, since that code runs with your credentials. Weights are read from "
+        "safetensors only, either way",
+    )
+    parser.add_argument(
+        "--budget", metavar="STEPS", type=int,
+        help="budget-aware sweep: spend at most STEPS trial-steps (optimizer steps summed over trials) with "
+        "successive halving over base models, seeded by the selector's predictions, so that unpromising models "
+        "get fewer trials (default: off, --num-samples trials per model)",
+    )
+    parser.add_argument(
+        "--data-dir", metavar="DIR", type=Path,
+        help="read each dataset from DIR/<source> (a folder or a .jsonl/.json/.parquet/.csv file in the hub "
+        "schema) instead of the hub, e.g. DIR/helpsteer2-preference.jsonl",
+    )
+    parser.add_argument(
+        "--workers-per-trial", metavar="N", type=_auto_or(int), default=None,
+        help="data-parallel workers per trial; auto: 1 on a cluster without GPUs, else as many GPUs as the "
+        "model's weights, gradients and AdamW state need (default: auto)",
+    )
+    parser.add_argument(
+        "--cpus-per-worker", metavar="N", type=float, default=1.0, help="CPUs reserved per worker (default: 1)"
+    )
+    parser.add_argument(
+        "--gpus-per-worker", metavar="N", type=_auto_or(float), default=None,
+        help="GPUs per worker; auto: 1 if the cluster has GPUs, else 0 (default: auto)",
+    )
+    parser.add_argument(
+        "--keep-checkpoints", choices=config.KEEP_CHECKPOINTS, default="best",
+        help="checkpoints left once trials finish: best (one per trial), all (every evaluation's), none "
+        "(deleted once the best of each model is scored; scores/ keeps every completion's score) (default: best)",
+    )
+    parser.add_argument(
+        "--max-failures", metavar="N", type=int, default=3,
+        help="restarts of a trial whose worker dies (a lost node, a killed process), each from the trial's "
+        "latest evaluation (default: 3)",
+    )
+    parser.add_argument(
+        "--strategy", choices=("auto", *config.STRATEGIES), default="auto",
+        help="how a trial's workers split the model: ddp (each holds it all), fsdp (each holds a shard); "
+        "auto: fsdp where one GPU cannot hold the training state (default: auto)",
+    )
+    parser.add_argument(
+        "--padding-free", choices=("auto", "on", "off"), default="auto",
+        help="pack each micro-batch's sequences in one row instead of padding them; auto: where attention runs "
+        "per packed sequence (flash-attention), else length-grouped padded micro-batches (default: auto)",
+    )
+    parser.add_argument(
+        "--gradient-checkpointing", choices=("auto", "on", "off"), default="auto",
+        help="recompute activations in the backward pass (less memory, about a third more compute); auto: where "
+        "the training state and one micro-batch's activations (estimated from the model's config) would take more "
+        "than 90%% of each GPU, and from the step that first runs out of memory "
+        "without it, for that trial (a data-parallel one restarts, one of --max-failures) and the model's later "
+        "ones (default: auto)",
+    )
+    parser.add_argument(
+        "--gpu-memory-gb", metavar="GB", type=float, default=80.0,
+        help="memory of one GPU, for the auto choices (default: 80, an A100/H100)",
+    )
+    parser.add_argument(
+        "--storage",
+        metavar="DIR|URI",
+        default="rmsweep_runs",
+        help="where run directories go: a local folder, a folder every node mounts (NFS), or s3://bucket/path, "
+        "gs://bucket/path; a multi-node cluster needs one every node sees (default: ./rmsweep_runs)",
+    )
+    parser.add_argument("--name", help="run name (default: <family>-<rm-type>-<scale>)")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing run directory of that name")
+    parser.add_argument(
+        "--resume", action="store_true",
+        help="continue an interrupted sweep of this --storage and --name, with the same other flags: finished "
+        "trials are kept, not run again; trials that were running go on from their latest checkpoint",
+    )
+    parser.add_argument(
+        "--search-spaces",
+        metavar="DIR",
+        type=Path,
+        default=spaces.DEFAULT_DIR,
+        help="folder of <family>.yaml / default.yaml search spaces (default: the repo's)",
+    )
+    parser.add_argument(
+        "--seed", metavar="N", type=int, default=0, help="seed for samplers, model init and data order (default: 0)"
+    )
+    parser.add_argument(
+        "--data-seed", metavar="N", type=int,
+        help="seed for the data itself: the built-in corpus's draw and the shuffle of a training mix (default: "
+             "--seed); keep it and change --seed to see how much a sweep's answer owes to its training seed",
+    )
+    parser.add_argument(
+        "--dry-run", action="store_true",
+        help="check everything (flags, space, models, every data row, placement on the cluster) and print the plan; "
+        "train nothing and write nothing",
+    )
+    parser.add_argument("--verbose", action="store_true",
+                        help="also show Ray's and Tune's own console output (hidden by default)")
+    return parser.parse_args(argv)
+
+

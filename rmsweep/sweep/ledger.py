@@ -1,0 +1,83 @@
+"""The trial ledger, `trials.csv`: one row per trial (running ones included), rewritten whole at every change.
+
+The one place that reads and writes it, and that says what it adds up to: the best trial per base model,
+the compute used, the trials finished and still expected. The aggregator, `rmsweep.status`, the report and
+`--resume` all go through here.
+"""
+import io
+import json
+
+import pandas as pd
+
+from rmsweep.sweep import storage
+
+FILE = "trials.csv"
+STATUSES = ("running", "completed", "stopped_early", "diverged", "out_of_memory", "error")
+FAILED = ("error", "diverged", "out_of_memory")
+COLUMNS = ["trial_id", "model", "lr", "epochs", "status", "stopped_early", "steps", "total_steps",
+           "best_val_accuracy", "wall_seconds", "gpus", "workers", "rm_type"]
+
+
+def write(run_dir: storage.Location, rows: list[dict], rm_type: str) -> pd.DataFrame:
+    """Replace trials.csv with these rows (written whole: a reader never sees half a file); returns the table."""
+    table = pd.DataFrame(rows).assign(rm_type=rm_type)
+    run_dir.write_text(FILE, table.to_csv(index=False))
+    return table
+
+
+def read(run_dir: storage.Location) -> pd.DataFrame:
+    """The ledger; an empty one (with its main columns) before the first trial starts."""
+    if not run_dir.exists(FILE):
+        return pd.DataFrame(columns=COLUMNS)
+    return pd.read_csv(io.StringIO(run_dir.read_text(FILE)))
+
+
+def rows(table: pd.DataFrame) -> list[dict]:
+    """The ledger as records, missing values as None (as the running sweep keeps them)."""
+    return table.astype(object).where(table.notna(), None).to_dict("records")
+
+
+def best_per_model(trials: pd.DataFrame, with_checkpoint: bool = False) -> pd.DataFrame:
+    """Each base model's trial with the best validation accuracy (with a checkpoint, when asked: what is scored)."""
+    scored = trials.dropna(subset=["best_val_accuracy"])
+    if with_checkpoint:
+        scored = scored.dropna(subset=["checkpoint"])
+    if scored.empty:
+        return scored
+    return scored.loc[scored.groupby("model")["best_val_accuracy"].idxmax()]
+
+
+def gpu_hours(trials: pd.DataFrame) -> float:
+    """GPUs held x wall time, summed over trials."""
+    return float((trials["wall_seconds"] * trials["gpus"]).sum() / 3600) if len(trials) else 0.0
+
+
+def worker_hours(trials: pd.DataFrame) -> float:
+    """Workers x wall time: the compute of a sweep on CPU workers."""
+    return float((trials["wall_seconds"] * trials["workers"]).sum() / 3600) if len(trials) else 0.0
+
+
+def counts(trials: pd.DataFrame, expected: int | None, finished_sweep: bool) -> dict:
+    """Trials per status, with `pending` for those not started yet. `expected` is None for a budget-aware
+    sweep: the budget decides how many trials there are, so none is pending once the sweep has finished."""
+    by_status = {status: int(n) for status, n in trials["status"].value_counts().items()}
+    if expected is not None and not finished_sweep:
+        by_status["pending"] = max(0, expected - len(trials))
+    return by_status
+
+
+def expected_trials(record: dict) -> int | None:
+    """From sweep.json: the trials the sweep will run, or None where a budget decides."""
+    if record.get("budget_steps"):
+        return None
+    return len(record["models"]) * record["samples_per_model"]
+
+
+def resumable_rows(run_dir: storage.Location, stored: dict, current: dict, fields) -> list[dict]:
+    """The interrupted run's ledger, after checking that `current` (this run's record) is the same sweep as
+    `stored` (its sweep.json) in every one of `fields`; raises ValueError naming the first that differs."""
+    for key in fields:
+        if stored.get(key) != json.loads(json.dumps(current[key], default=str)):
+            raise ValueError(f"--resume: {key} differs from the interrupted sweep's (in {run_dir}/sweep.json); "
+                             "resume with the flags it was started with, or start a new --name")
+    return rows(read(run_dir).drop(columns="rm_type", errors="ignore"))

@@ -1,0 +1,220 @@
+"""From the user's request to one validated SweepConfig: models, search space, data spec, storage, placement.
+
+Every check here runs before anything is written: a problem raises UsageError, which the CLI prints as one
+line and exit status 2.
+"""
+import argparse
+from dataclasses import dataclass
+
+from rmsweep.analysis import scoring
+from rmsweep.config import AUTO, SweepConfig
+from rmsweep.data import registry, sources, token_cache
+from rmsweep.sweep import placement, spaces, storage
+
+DEFAULT_TPE_SAMPLES = 4
+ON_OFF_AUTO = {"on": True, "off": False, "auto": AUTO}
+
+
+class UsageError(Exception):
+    """Bad input, found before any compute: one line on stderr, exit status 2."""
+
+
+@dataclass(frozen=True)
+class Request:
+    """What the user asked for, checked; the data and the cluster are not read yet."""
+    name: str
+    models: dict  # name -> ModelSpec
+    params_b: dict
+    model_shapes: dict
+    space: spaces.SearchSpace
+    data_spec: object
+    samples_per_model: int
+    root: storage.Location
+    run_dir: storage.Location
+
+
+def check_flags(args: argparse.Namespace) -> None:
+    """Flags that are wrong on their own or together, whatever the models and space."""
+    if not args.family and not args.models:
+        raise UsageError("--family (or --models) is required; see --list-families")
+    if args.rm_type == "regression" and (args.bt_loss != "plain" or args.reward_centering):
+        raise UsageError("--bt-loss and --reward-centering apply to bt and bnrm RMs, not regression")
+    for flag, value in (("--reward-centering", args.reward_centering), ("--max-failures", args.max_failures),
+                        ("--gpus-per-worker", args.gpus_per_worker)):
+        if value is not None and value < 0:
+            raise UsageError(f"{flag} must be >= 0, got {value}")
+    for flag, value in (("--num-samples", args.num_samples), ("--workers-per-trial", args.workers_per_trial),
+                        ("--cpus-per-worker", args.cpus_per_worker), ("--gpu-memory-gb", args.gpu_memory_gb),
+                        ("--budget", args.budget)):
+        if value is not None and value <= 0:
+            raise UsageError(f"{flag} must be positive, got {value}")
+    if args.budget and args.num_samples is not None:
+        raise UsageError("--budget decides how many trials each model gets: drop --num-samples")
+    if args.budget and args.resume:
+        raise UsageError("--resume does not continue a --budget sweep yet: start it again under a new --name")
+    if args.resume and args.overwrite:
+        raise UsageError("--resume continues a run directory and --overwrite replaces it: pass one of them")
+    if args.scale == "tiny" and args.model_dir:
+        raise UsageError("--model-dir has no effect with --scale tiny (tiny twins are built from configs); drop it, "
+                         "or use --scale full")
+    if args.data_dir and not args.data_dir.is_dir():
+        raise UsageError(f"--data-dir {args.data_dir} is not a folder")
+
+
+def chosen_models(args: argparse.Namespace):
+    """The registry rows of the family, or of --models (within the family, when one is named)."""
+    members = registry.family(args.family) if args.family else registry.models()
+    if not args.models:
+        return members
+    chosen = {registry.model(name)["name"] for name in args.models}
+    outside = sorted(chosen - set(members["name"]))
+    if outside:
+        raise UsageError(f"model {outside[0]!r} is not in family {args.family!r}")
+    return members[members["name"].isin(chosen)].reset_index(drop=True)
+
+
+def check_batch_split(space: spaces.SearchSpace, workers: int, where: str) -> None:
+    training = space.training
+    if training.global_batch_size % (workers * training.micro_batch_size):
+        raise UsageError(f"global batch {training.global_batch_size} is not a multiple of workers-per-trial "
+                         f"({workers}) x micro-batch ({training.micro_batch_size}) in {where}")
+
+
+def run_location(args: argparse.Namespace, name: str) -> tuple[storage.Location, storage.Location]:
+    """(storage root, run directory), checked: reachable, writable, and free unless --overwrite or --resume."""
+    try:
+        root = storage.Location(args.storage)
+        run_dir = root.child(name)
+        exists = run_dir.exists()
+        writable = root.writable()
+    except (OSError, ValueError) as error:  # an unknown scheme, a bucket that cannot be reached
+        first_line = str(error).splitlines()[0]  # pyarrow's can run to pages (hdfs lists every JVM it tried)
+        raise UsageError(f"storage {args.storage}: {first_line}") from None
+    if not writable:
+        raise UsageError(f"storage {args.storage} is not writable")
+    if args.resume and not run_dir.exists("sweep.json"):
+        raise UsageError(f"nothing to resume: no sweep at {run_dir} (no sweep.json there)")
+    if exists and not (args.overwrite or args.resume):
+        raise UsageError(f"run directory {run_dir} already exists; pass --overwrite, --resume or another --name")
+    return root, run_dir
+
+
+def check_hub_reachable(specs: dict) -> None:
+    """Real checkpoints need the hub (or --model-dir): fail at once when it cannot be reached."""
+    from huggingface_hub import HfApi
+
+    for spec in specs.values():
+        try:
+            HfApi().model_info(spec.source, timeout=10)
+        except Exception as error:  # offline mode, DNS, refused, timeout, gated without a token
+            raise UsageError(
+                f"cannot reach the Hugging Face hub for {spec.source} ({type(error).__name__}); use --scale tiny "
+                "to run offline, or --model-dir DIR with the checkpoints in DIR/<model name>") from None
+
+
+def resolve(args: argparse.Namespace) -> Request:
+    """The request, checked before anything is loaded or written."""
+    check_flags(args)
+    try:
+        members = chosen_models(args)
+        space = spaces.load(args.family, args.rm_type, args.scale, args.search_spaces, args.space)
+        data_spec = sources.check_spec(space.data, args.rm_type)
+        grid_size = space.grid_size() if args.sampler == "grid" and space.grid() else None
+    except (registry.RegistryError, spaces.SpaceError) as error:
+        raise UsageError(str(error)) from None
+    except sources.DataError as error:
+        raise UsageError(f"{space.path}: {error}") from None
+    if args.data_dir and data_spec == "builtin":
+        raise UsageError(f"--data-dir has no effect with --scale tiny here: {space.path.name} trains tiny twins on "
+                         "the built-in corpus; drop it, or use a space whose data names sources")
+    samples = args.num_samples if args.num_samples is not None else grid_size or DEFAULT_TPE_SAMPLES
+    if grid_size and samples > grid_size:
+        raise UsageError(f"--num-samples {samples} exceeds the {grid_size} points of the grid in {space.path}")
+    if args.workers_per_trial is not None:
+        check_batch_split(space, args.workers_per_trial, str(space.path))
+    if args.model_dir:
+        missing = [n for n in members["name"] if not (args.model_dir / n / "config.json").exists()]
+        if missing:
+            raise UsageError(f"no checkpoint at {args.model_dir / missing[0]} (expected config.json there)")
+    label = args.family or "models"
+    name = args.name or "-".join([label, args.rm_type, *([space.path.stem] if args.space else []), args.scale])
+    root, run_dir = run_location(args, name)
+    specs = {row["name"]: registry.model_spec(row, args.scale, args.model_dir, args.trust_remote_code)
+             for _, row in members.iterrows()}
+    if args.scale == "full" and not args.model_dir:
+        check_hub_reachable(specs)
+    # Each real model's layers and width, for the placement's activation estimate (a tiny twin's are negligible).
+    shapes = {n: placement.model_shape(spec) for n, spec in specs.items()} if args.scale == "full" else {}
+    # What the auto placement sizes: a tiny twin has well under a million parameters, whatever it stands for.
+    params_b = {row["name"]: 0.0 if args.scale == "tiny" else float(row["params_b"]) for _, row in members.iterrows()}
+    return Request(name, specs, params_b, shapes, space, data_spec, samples, root, run_dir)
+
+
+def place(args: argparse.Namespace, request: Request) -> tuple[dict, int]:
+    """Each model's worker group, checked against the cluster Ray is connected to, and the trials to run at once;
+    the storage checked to be one every node sees."""
+    import ray
+
+    shapes, totals = placement.cluster_capacity()
+    training = request.space.training
+    placements = placement.plan(
+        request.params_b, workers=args.workers_per_trial, cpus_per_worker=args.cpus_per_worker,
+        gpus_per_worker=args.gpus_per_worker, strategy=args.strategy, gpu_memory_gb=args.gpu_memory_gb,
+        cluster_has_gpus=totals.get("GPU", 0) > 0,
+        gradient_checkpointing=None if args.gradient_checkpointing == "auto"
+        else ON_OFF_AUTO[args.gradient_checkpointing],
+        model_shapes={name: shape for name, shape in request.model_shapes.items() if shape},
+        micro_batch_tokens=(training.micro_batch_size * training.max_length
+                            * (1 if args.rm_type == "regression" else 2)),  # a pair's two in one pass
+    )
+    problem = placement.unplaceable(placements, shapes, totals)
+    if problem:
+        raise UsageError(problem)
+    for model, chosen in placements.items():
+        check_batch_split(request.space, chosen.workers, f"{request.space.path} (for {model})")
+    unshared = storage.unshared_nodes(request.root)
+    if unshared:
+        raise UsageError(
+            f"storage {request.root} is not shared: {len(unshared)} of {len(ray.nodes())} nodes cannot read what "
+            "this node writes there; pass --storage s3://..., gs://... or a folder every node mounts")
+    return placements, placement.max_concurrent_trials(placements, totals)
+
+
+def budget_priors(names: list[str], rm_type: str) -> dict:
+    """Each model's RewardBench score as the selector predicts it from the paper's published results: the order
+    in which a budget-aware sweep favours them."""
+    from rmsweep.analysis import selector
+
+    return selector.predicted_quality(registry.models(), registry.nearest_published_columns(rm_type)["overall"],
+                                      names)
+
+
+def build_config(args: argparse.Namespace, request: Request, data: sources.Data, placements: dict,
+                 concurrency: int) -> SweepConfig:
+    """The sweep's one configuration, from the request, the loaded data and the placement."""
+    return SweepConfig(
+        name=request.name, run_dir=request.run_dir.uri, family=args.family, models=request.models,
+        params_b=request.params_b, space=request.space, placements=placements, max_concurrent_trials=concurrency,
+        rm_type=args.rm_type, bt_variant=args.bt_loss, reward_centering=args.reward_centering,
+        regression_weights=args.regression_weights,
+        # Validation during training needs a fixed vector; a searched one is found after, per model.
+        validation_weights=tuple(scoring.PUBLISHED_WEIGHTS.get(args.regression_weights,
+                                                               scoring.PUBLISHED_WEIGHTS["nemotron-4-340b"])),
+        scale=args.scale, seed=args.seed, data_seed=data_seed(args), sampler=args.sampler,
+        samples_per_model=request.samples_per_model, budget_steps=args.budget,
+        priors=budget_priors(list(request.models), args.rm_type) if args.budget else None,
+        benchmarks=(("rewardbench", "rewardbench2") if request.data_spec == "builtin"
+                    else tuple(entry["source"] for entry in request.data_spec["eval"])),
+        keep_checkpoints=args.keep_checkpoints, max_failures=args.max_failures,
+        padding_free=ON_OFF_AUTO[args.padding_free], gradient_checkpointing=ON_OFF_AUTO[args.gradient_checkpointing],
+        # Beside the runs, not in one: later sweeps on the same data and tokenizer reuse it.
+        token_cache=request.root.child("token_cache").uri, train_examples=len(data.train),
+        data_fingerprints=(("train", token_cache.fingerprint(data.train)),
+                           ("validation", token_cache.fingerprint(data.validation))),
+        data_accounts=tuple(data.accounts),
+        model_shapes={name: shape for name, shape in request.model_shapes.items() if shape},
+    )
+
+
+def data_seed(args: argparse.Namespace) -> int:
+    return args.seed if args.data_seed is None else args.data_seed

@@ -1,0 +1,143 @@
+"""Follows every trial's reports in the Tune driver and hands them to the aggregator, which keeps the ledger."""
+import logging
+import shutil
+import sys
+import time
+
+import numpy as np
+import ray
+from ray import tune
+from ray.tune.integration.ray_train import CHECKPOINT_PATH_KEY
+
+from rmsweep.sweep import storage
+from rmsweep.sweep.search import METRIC
+from rmsweep.sweep.trial import error_summary
+
+log = logging.getLogger(__name__)
+
+
+class ProgressLine:
+    """One status line rewritten in place on a terminal (nothing where stderr is a file or pipe)."""
+
+    def __init__(self, stream=None):
+        self._stream = stream or sys.stderr
+        self._live = self._stream.isatty()
+
+    def show(self, text: str) -> None:
+        if self._live:
+            width = shutil.get_terminal_size().columns - 1
+            self._stream.write("\r\033[K" + text[:width])
+            self._stream.flush()
+
+    def clear(self) -> None:
+        if self._live:
+            self._stream.write("\r\033[K")
+
+
+class LedgerCallback(tune.Callback):
+    """Follows every trial's reports: sends each one's progress, and each finished trial as one ledger row, to
+    the aggregator. `checkpoints` turns the storage paths Ray Train reports into addresses (URIs)."""
+
+    def __init__(self, aggregator, total_trials: int, placements: dict, checkpoints: storage.Location,
+                 finished: int = 0, interrupted: list[dict] = ()):
+        self._aggregator = aggregator
+        self._total = total_trials
+        self._placements = placements
+        self._checkpoints = checkpoints
+        self._finished = finished
+        self._interrupted = {row["trial_id"]: row for row in interrupted}  # resumed trials go on from these
+        self._trials = {}
+        self._started = time.time()
+        self._line = ProgressLine()
+
+    @staticmethod
+    def _new_state() -> dict:
+        return {"started": time.time(), "best": float("nan"), "checkpoint": None, "step": 0, "total_steps": None,
+                "train_truncated": None, "train_dropped": None, "diverged": False, "out_of_memory": "",
+                "nodes": None, "tokens_per_second": None, "startup_seconds": None, "eval_seconds": None,
+                "loop_seconds": None, "gradient_checkpointing": None}
+
+    def _row(self, trial, status: str, error: str = "") -> dict:
+        state = self._trials.get(trial.trial_id) or self._new_state()  # e.g. failed before it started
+        placement = self._placements[trial.config["model"]]
+        stopped_early = status == "stopped_early"
+        wall_seconds = time.time() - state["started"]
+        return {
+            "trial_id": trial.config.get("resume_trial_id", trial.trial_id), "model": trial.config["model"],
+            "lr": trial.config["lr"], "epochs": trial.config["epochs"], "status": status,
+            "stopped_early": stopped_early,
+            "steps": state["step"], "total_steps": state["total_steps"], "best_val_accuracy": state["best"],
+            "wall_seconds": round(wall_seconds, 1), "train_truncated": state["train_truncated"],
+            "train_dropped": state["train_dropped"], "tokens_per_second": state["tokens_per_second"],
+            "startup_seconds": state["startup_seconds"], "eval_seconds": state["eval_seconds"],
+            # Worker-group start and teardown, reports: the trial's time outside its training loop.
+            "ray_overhead_seconds": None if state["loop_seconds"] is None or status == "running"
+            else round(wall_seconds - state["loop_seconds"], 1),
+            "nodes": state["nodes"], "workers": placement.workers, "gpus": placement.need("GPU"),
+            "gradient_checkpointing": state["gradient_checkpointing"],
+            "checkpoint": state["checkpoint"], "error": error,
+        }
+
+    def on_trial_start(self, iteration, trials, trial, **info):
+        if trial.trial_id not in self._trials:  # else Tune retries it: its time, best and checkpoint go on
+            state = self._new_state()
+            before = self._interrupted.get(trial.config.get("resume_trial_id"))
+            if before is not None:  # resumed: its time, best score and best checkpoint so far carry over
+                state.update(started=time.time() - before["wall_seconds"], checkpoint=before["checkpoint"])
+                if before["best_val_accuracy"] is not None:  # None: interrupted before its first evaluation
+                    state["best"] = before["best_val_accuracy"]
+            self._trials[trial.trial_id] = state
+        self._aggregator.trial_progress.remote(self._row(trial, "running"))
+
+    def on_trial_result(self, iteration, trials, trial, result, **info):
+        state = self._trials[trial.trial_id]
+        state["step"], state["total_steps"] = result["step"], result["total_steps"]
+        state["train_truncated"], state["train_dropped"] = result["train_truncated"], result["train_dropped"]
+        state["diverged"], state["out_of_memory"], state["nodes"] = (result["diverged"], result["out_of_memory"],
+                                                                     result["nodes"])
+        state["tokens_per_second"] = round(result["tokens_per_second"], 1)
+        state["gradient_checkpointing"] = result["gradient_checkpointing"]
+        for key in ("startup_seconds", "eval_seconds", "loop_seconds"):
+            state[key] = round(result[key], 2)
+        # The trial's best checkpoint, as Ray Train keeps it: on equal scores, the later one.
+        if result.get(CHECKPOINT_PATH_KEY) and not result[METRIC] < state["best"]:  # not <: NaN at first
+            state["checkpoint"] = self._checkpoints.address_of(result[CHECKPOINT_PATH_KEY])
+        state["best"] = float(np.fmax(state["best"], result[METRIC]))  # fmax: the first result replaces NaN
+        self._aggregator.trial_progress.remote(self._row(trial, "running"))
+        self._show_progress(trials)
+
+    def on_trial_complete(self, iteration, trials, trial, **info):
+        self._record(trials, trial, failed=False)
+
+    def on_trial_error(self, iteration, trials, trial, **info):
+        self._record(trials, trial, failed=True)
+
+    def _record(self, trials, trial, failed: bool) -> None:
+        state = self._trials.get(trial.trial_id) or self._new_state()
+        stopped = state["diverged"] or state["out_of_memory"]
+        stopped_early = (not failed and not stopped and state["total_steps"] is not None
+                         and state["step"] < state["total_steps"])
+        status = ("error" if failed else "diverged" if state["diverged"] else "out_of_memory"
+                  if state["out_of_memory"] else "stopped_early" if stopped_early else "completed")
+        error = error_summary(str(trial.get_error())) if failed else state["out_of_memory"]
+        row = self._row(trial, status, error)
+        self._finished += 1
+        ray.get(self._aggregator.record_trial.remote(row))
+        self._line.clear()
+        log.info("[%d/%s] %s  lr=%.2e epochs=%s  val_accuracy=%.3f  %s  (%.0f s)%s", self._finished,
+                 self._total or "?", row["model"], row["lr"], row["epochs"], row["best_val_accuracy"], status,
+                 row["wall_seconds"], f"  {error}" if error else "")
+        self._show_progress(trials)
+
+    def _show_progress(self, trials) -> None:
+        running = sum(trial.status == "RUNNING" for trial in trials)
+        best = {}
+        for state, trial in ((self._trials.get(t.trial_id), t) for t in trials):
+            if state and state["best"] == state["best"]:  # not NaN
+                model = trial.config["model"]
+                best[model] = max(best.get(model, 0.0), state["best"])
+        self._line.show(f"{self._finished}/{self._total or '?'} done, {running} running, "
+                        f"{time.time() - self._started:.0f} s; best: "
+                        + (", ".join(f"{model} {value:.3f}" for model, value in sorted(best.items())) or "-"))
+
+

@@ -1,0 +1,215 @@
+"""The searcher: one Optuna study per base model, and the allocation that says which model gets the next trial
+(even, or budget-aware successive halving over models)."""
+import math
+import pickle
+import warnings
+from collections import Counter
+
+import optuna
+from optuna.samplers import BruteForceSampler, TPESampler
+from ray.tune.search import Searcher
+from ray.tune.search.optuna import OptunaSearch
+
+METRIC, MODE = "val_accuracy", "max"
+optuna.logging.set_verbosity(optuna.logging.WARNING)  # one line per study created is noise here
+MAX_REPEATS = 20  # times a study may suggest an already-run point before the repeat is accepted
+
+
+class Allocation:
+    """Which base model gets the next trial: `assign` names one, or returns None (ask again once a running trial
+    has reported) or Searcher.FINISHED. The searcher passes every trial's results on, for allocations that
+    weigh them."""
+
+    def assign(self, trial_id: str, suggested: Counter):
+        raise NotImplementedError
+
+    def on_result(self, trial_id: str, result: dict) -> None:
+        """A trial's evaluation."""
+
+    def on_complete(self, trial_id: str, result: dict | None) -> None:
+        """A trial's end, with its last result when ASHA stopped it."""
+
+
+class EvenAllocation(Allocation):
+    """`samples_per_model` trials for every base model, handed out round-robin."""
+
+    def __init__(self, models: list[str], samples_per_model: int):
+        self._models, self._samples_per_model = models, samples_per_model
+
+    def assign(self, trial_id: str, suggested: Counter):
+        open_models = [m for m in self._models if suggested[m] < self._samples_per_model]
+        return min(open_models, key=lambda m: suggested[m]) if open_models else Searcher.FINISHED
+
+
+class ModelHalving(Allocation):
+    """Budget-aware allocation: successive halving over base models, seeded by the selector's predictions.
+
+    Round 0 gives `first_round` trials to each model the selector ranks in its top half, one to the others.
+    When a round's trials have all finished, the better half of the models still in (best validation accuracy
+    so far; the prediction breaks ties) goes on to the next round, each with twice the trials of the last. A
+    trial is handed out only while the trial-steps spent, plus what running trials may still take (their full
+    length), leave room for one more full-length trial; then the sweep ends. A model never gets more trials
+    than `max_trials_per_model` (the number of points of a list-valued space).
+    """
+
+    def __init__(self, priors: dict, budget_steps: int, max_trial_steps: int, first_round: int = 2,
+                 max_trials_per_model: int | None = None):
+        self._priors = priors
+        self._in = sorted(priors, key=priors.get, reverse=True)
+        top_half = math.ceil(len(self._in) / 2)
+        self._quota = {m: first_round if rank < top_half else 1 for rank, m in enumerate(self._in)}
+        self._per_model = first_round
+        self._budget, self._max_trial_steps = budget_steps, max_trial_steps
+        self._cap = max_trials_per_model
+        self._this_round = Counter()
+        self._running = {}  # trial id -> [model, steps so far]
+        self._spent = 0  # trial-steps of finished trials
+        self.best = {m: float("-inf") for m in priors}
+        self.rounds = 1
+
+    def assign(self, trial_id: str, suggested: Counter):
+        if self._spent + (len(self._running) + 1) * self._max_trial_steps > self._budget:
+            return None if self._running else Searcher.FINISHED  # running trials may stop early: wait for them
+        if not self._open(suggested) and not self._running:
+            self._next_round()
+        open_models = self._open(suggested)
+        if not open_models:
+            return None if self._running else Searcher.FINISHED  # the round is not over / every model capped
+        model = min(open_models, key=lambda m: (self._this_round[m], -self._priors[m]))
+        self._this_round[model] += 1
+        self._running[trial_id] = [model, 0]
+        return model
+
+    def _open(self, suggested: Counter) -> list[str]:
+        return [m for m in self._in if self._this_round[m] < self._quota[m]
+                and (self._cap is None or suggested[m] < self._cap)]
+
+    def _next_round(self) -> None:
+        ranked = sorted(self._in, key=lambda m: (self.best[m], self._priors[m]), reverse=True)
+        self._in = ranked[: math.ceil(len(ranked) / 2)]
+        self._per_model *= 2
+        self._quota = {m: self._per_model for m in self._in}
+        self._this_round = Counter()
+        self.rounds += 1
+
+    def on_result(self, trial_id: str, result: dict) -> None:
+        model = self._running[trial_id][0]
+        self._running[trial_id][1] = result["step"]
+        self.best[model] = max(self.best[model], result[METRIC])
+
+    def on_complete(self, trial_id: str, result: dict | None) -> None:
+        # A trial ASHA stops hands its last result here, not to on_result.
+        if result and METRIC in result:
+            self.on_result(trial_id, result)
+        self._spent += self._running.pop(trial_id)[1]
+
+
+class PerModelSearcher(Searcher):
+    """One Optuna study per base model; which model gets the next trial is the allocation's choice (even, or
+    budget-aware: `ModelHalving`).
+
+    Each study samples with TPE, or, with `grid`, walks every point of the (categorical) space in a random
+    order: Optuna's BruteForceSampler, which knows the points tried by their values, so that told points are
+    never run again. A resumed sweep hands in its ledger: `finished` trials are told to their studies;
+    `interrupted` ones are told as pruned at their best so far and handed out first, as they were, to continue
+    from their checkpoints (their final result is told when they complete).
+    """
+
+    def __init__(self, models: list[str], distributions: dict, samples_per_model: int, seed: int,
+                 grid: bool = False, finished: list[dict] = (), interrupted: list[dict] = (), allocation=None):
+        super().__init__(metric=METRIC, mode=MODE)
+        self.allocation = allocation or EvenAllocation(models, samples_per_model)
+        # TPE samples at random until n_startup_trials have finished (Optuna's default is 10); with a few trials
+        # per model that would be all of them, so half of each model's budget is spent exploring, the rest guided.
+        startup = max(2, min(10, samples_per_model // 2))
+
+        def sampler(index):
+            if grid:
+                with warnings.catch_warnings():  # "experimental" since Optuna 3.1, and what --sampler grid needs
+                    warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                    return BruteForceSampler(seed=seed + index)
+            return TPESampler(n_startup_trials=startup, seed=seed + index)
+
+        self._studies = {
+            model: OptunaSearch(space=distributions, metric=METRIC, mode=MODE, sampler=sampler(index))
+            for index, model in enumerate(models)
+        }
+        self._suggested = Counter(row["model"] for row in [*finished, *interrupted])
+        self._model_of_trial = {}
+        self._study_trial = {}  # Tune trial id -> the id its study knows it by
+        self._point_of_trial = {}  # Tune trial id -> (lr, epochs)
+        # Per model, each (lr, epochs) run or running -> its best validation accuracy (None while it runs).
+        self._tried = {model: {} for model in models}
+        for row in [*interrupted, *finished]:
+            self._tried[row["model"]][(row["lr"], row["epochs"])] = row["best_val_accuracy"]
+        for row in finished:
+            self._studies[row["model"]].add_evaluated_point(
+                {"lr": row["lr"], "epochs": row["epochs"]}, row["best_val_accuracy"],
+                error=row["status"] in ("error", "diverged", "out_of_memory"))
+        for row in interrupted:
+            self._studies[row["model"]].add_evaluated_point(
+                {"lr": row["lr"], "epochs": row["epochs"]}, row["best_val_accuracy"], pruned=True,
+                intermediate_values=[row["best_val_accuracy"]] if row["best_val_accuracy"] is not None else None)
+        self._to_resume = [{"model": row["model"], "lr": row["lr"], "epochs": row["epochs"],
+                            "resume_trial_id": row["trial_id"]} for row in interrupted]
+        self._resumed = {}  # Tune trial id -> config, for trials the studies did not suggest
+
+    def set_search_properties(self, metric, mode, config, **spec) -> bool:
+        return True  # metric, mode and space are fixed at construction
+
+    def suggest(self, trial_id: str):
+        if self._to_resume:
+            config = self._to_resume.pop(0)
+            self._model_of_trial[trial_id] = config["model"]
+            self._resumed[trial_id] = config
+            return config
+        model = self.allocation.assign(trial_id, self._suggested)
+        if model in (None, Searcher.FINISHED):  # None: not now, ask again once a trial has finished
+            return model
+        self._suggested[model] += 1
+        self._model_of_trial[trial_id] = model
+        return {"model": model, **self._new_point(model, trial_id)}
+
+    def _new_point(self, model: str, trial_id: str) -> dict:
+        """The study's next point, not one this model already ran: training is deterministic, so a repeat would
+        only cost compute. A repeated suggestion is told its known result (or as failed while that trial still
+        runs) and the study asked again; after MAX_REPEATS, or when every point has run, the repeat stands."""
+        study, tried = self._studies[model], self._tried[model]
+        for attempt in range(MAX_REPEATS + 1):
+            study_trial = trial_id if attempt == 0 else f"{trial_id}-repeat{attempt}"
+            point = study.suggest(study_trial)
+            key = (point["lr"], point["epochs"])
+            if key not in tried or attempt == MAX_REPEATS:
+                break
+            study.on_trial_complete(study_trial, result={METRIC: tried[key]} if tried[key] is not None else None,
+                                    error=tried[key] is None)
+        tried.setdefault(key, None)
+        self._study_trial[trial_id] = study_trial
+        self._point_of_trial[trial_id] = key
+        return point
+
+    def on_trial_result(self, trial_id: str, result: dict) -> None:
+        if trial_id not in self._resumed:
+            self._studies[self._model_of_trial[trial_id]].on_trial_result(self._study_trial[trial_id], result)
+            self.allocation.on_result(trial_id, result)
+
+    def on_trial_complete(self, trial_id: str, result=None, error: bool = False) -> None:
+        study = self._studies[self._model_of_trial[trial_id]]
+        if trial_id not in self._resumed:
+            study.on_trial_complete(self._study_trial.pop(trial_id), result=result, error=error)
+            self.allocation.on_complete(trial_id, result)
+            if result and not error:
+                self._tried[self._model_of_trial[trial_id]][self._point_of_trial[trial_id]] = result[METRIC]
+        elif result and not error:
+            config = self._resumed[trial_id]
+            study.add_evaluated_point({"lr": config["lr"], "epochs": config["epochs"]}, result[METRIC])
+
+    def save(self, checkpoint_path: str) -> None:
+        with open(checkpoint_path, "wb") as handle:
+            pickle.dump(self.__dict__, handle)
+
+    def restore(self, checkpoint_path: str) -> None:
+        with open(checkpoint_path, "rb") as handle:
+            self.__dict__.update(pickle.load(handle))
+
+

@@ -1,0 +1,28 @@
+"""Shared fixtures: one local Ray instance per test module that needs one, and a small SweepConfig."""
+import pytest
+
+from rmsweep.config import SweepConfig
+from rmsweep.data import registry
+from rmsweep.sweep import placement, spaces
+
+
+@pytest.fixture(scope="module")
+def local_ray():
+    """A 2-CPU local Ray for the module; the dashboard stays on (Train V2 releases finished worker groups through
+    the State API it hosts)."""
+    import ray
+
+    ray.init(num_cpus=2, namespace="rmsweep", log_to_driver=False)
+    yield
+    ray.shutdown()
+
+
+def sweep_config(tmp_path, **changes) -> SweepConfig:
+    """The tiny gemma2 sweep's config, as `python -m rmsweep.run --family gemma2 --scale tiny` builds it."""
+    models = {row["name"]: registry.model_spec(row, "tiny") for _, row in registry.family("gemma2").iterrows()}
+    fields = dict(
+        name="gemma2-bt-tiny", run_dir=str(tmp_path), family="gemma2", models=models,
+        params_b={name: 0.0 for name in models}, space=spaces.load("gemma2", "bt", "tiny"),
+        placements={name: placement.Placement(1, 1.0, 0.0, "ddp") for name in models}, max_concurrent_trials=2,
+        train_examples=2048)
+    return SweepConfig(**{**fields, **changes})
