@@ -29,11 +29,8 @@ import pandas as pd
 import torch
 
 from rmsweep.config import ModelSpec, TrainConfig, TrainingSettings
-from rmsweep.data import tokenization
-from rmsweep.data import batching
+from rmsweep.data import batching, builtin_corpus, sources, tokenization
 from rmsweep.model import reward_model
-from rmsweep.data import sources
-from rmsweep.data import builtin_corpus
 from rmsweep.training import loop
 
 # Model shapes (qwen2 architecture, random weights, the tiny word-level tokenizer, so no download): a small one
@@ -140,7 +137,7 @@ def run_plain(args, spec, data):
 
 def run_trl(args, spec, data):
     from datasets import Dataset
-    from tokenization.table import InMemoryTable
+    from datasets.table import InMemoryTable
     from trl import RewardConfig, RewardTrainer
 
     tokenizer, model = load(spec)

@@ -11,10 +11,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from rmsweep.analysis import paper_analyses
+from rmsweep.analysis import paper_analyses, report, selector
 from rmsweep.data import registry
-from rmsweep.analysis import report
-from rmsweep.analysis import selector
 from rmsweep.sweep import storage
 
 # Table 1 of the paper: RewardBench change of each stage, regression RMs, in percent.

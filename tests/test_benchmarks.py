@@ -12,6 +12,7 @@ sys.path.insert(0, str(SCRIPTS))
 
 import bench_sweep  # noqa: E402
 import bench_trainer  # noqa: E402
+from rmsweep.config import ModelSpec  # noqa: E402
 
 
 def _result(command: list[str]) -> dict:
@@ -66,7 +67,7 @@ def test_sweep_benchmark_meets_the_target_only_cheaply_within_half_a_point_and_o
 
 def test_trainer_benchmark_refuses_a_run_that_stopped_early(monkeypatch):
     """A trial out of memory reports accuracy 0 and the throughput of the steps it took: not a figure."""
-    def out_of_memory_at_step_3(config, report, device):
+    def out_of_memory_at_step_3(config, records, report, device):
         report({"step": 3, "total_steps": 32, "out_of_memory": "out of memory: bench", "diverged": False,
                 "val_accuracy": 0.0, "tokens_per_second": 1000.0, "padding_free": False}, None)
 
@@ -74,4 +75,4 @@ def test_trainer_benchmark_refuses_a_run_that_stopped_early(monkeypatch):
     args = bench_trainer.parse_args([])
     args.train_tokens = 1000
     with pytest.raises(RuntimeError, match="stopped at step 3 of 32: out of memory: bench"):
-        bench_trainer.run_rmsweep(args, spec={}, data={})
+        bench_trainer.run_rmsweep(args, spec=ModelSpec("tiny", "qwen2"), data={})

@@ -78,8 +78,8 @@ def test_a_malformed_row_in_a_local_dataset_exits_2_naming_row_and_column(tmp_pa
 
 
 def test_rm_type_help_and_loss_choices_agree():
-    from rmsweep.model import losses
     from rmsweep import config
+    from rmsweep.model import losses
 
     assert config.BT_VARIANTS == losses.BT_VARIANTS
 
@@ -121,7 +121,6 @@ def test_the_data_seed_is_the_seed_unless_set_apart(tmp_path, monkeypatch):
 def test_real_models_shapes_are_read_for_the_placement(tmp_path):
     from transformers import AutoConfig
 
-    from rmsweep.cli import run
 
     for name, layers in (("gemma-2-2b-it", 2), ("gemma-2-9b-it", 3)):
         AutoConfig.for_model("gemma2", num_hidden_layers=layers, hidden_size=32).save_pretrained(tmp_path / name)

@@ -16,10 +16,10 @@ import yaml
 from moto.server import ThreadedMotoServer
 from ray.cluster_utils import Cluster
 
-from ledger_polling import poll_ledger
 from rmsweep.cli import run
-from rmsweep.sweep import spaces
-from rmsweep.sweep import storage
+from rmsweep.sweep import spaces, storage
+
+from ledger_polling import poll_ledger
 
 pytestmark = pytest.mark.slow
 

@@ -1,9 +1,8 @@
 """cluster.yaml (AWS) and cluster-gcp.yaml pass the Ray cluster launcher's own validation (its JSON schema and
-the checks `ray up` runs on top); broken copies fail it."""
+the checks `ray up` runs on top), and say what rmsweep needs of a cluster."""
 import copy
 from pathlib import Path
 
-import jsonschema
 import pytest
 import yaml
 from ray.autoscaler._private.util import prepare_config, validate_config
@@ -31,16 +30,3 @@ def test_cluster_config_passes_rays_validation(name):
     assert len(gpu_types) >= 2 and all(t["min_workers"] == 0 for t in gpu_types)  # autoscaled from zero
     assert any("pip install" in command and "rmsweep" in command for command in config["setup_commands"])
     assert "token" not in yaml.safe_dump(config["setup_commands"]).lower()  # the HF token is mounted, never inlined
-
-
-@pytest.mark.parametrize("breakage, error", [
-    (lambda c: c["available_node_types"]["head"].update(min_worker=1), jsonschema.ValidationError),  # a typo
-    (lambda c: c.update(head_node_type="missing"), ValueError),
-    (lambda c: c["provider"].pop("type"), (jsonschema.ValidationError, KeyError)),
-    (lambda c: c.update(max_workers="eight"), jsonschema.ValidationError),
-])
-def test_a_broken_cluster_config_fails_validation(breakage, error):
-    config = _load("cluster.yaml")
-    breakage(config)
-    with pytest.raises(error):
-        _validate(config)

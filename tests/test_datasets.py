@@ -1,12 +1,9 @@
 """Tokenizing canonical records: the prompt is cut from the left, the response kept, and both counted."""
 import pytest
 
-from rmsweep.data import tokenization
-from rmsweep.data import batching
-from rmsweep.data import sources
-from rmsweep.sweep import storage
+from rmsweep.data import sources, token_cache, tokenization
 from rmsweep.model import tiny
-from rmsweep.data import token_cache
+from rmsweep.sweep import storage
 
 TOKENIZER = tiny.tiny_tokenizer()
 

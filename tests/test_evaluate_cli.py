@@ -1,15 +1,15 @@
 """python -m rmsweep.evaluate: scoring a checkpoint, and rescoring its saved scores without a model."""
-from dataclasses import asdict
 import json
 import subprocess
 import sys
+from dataclasses import asdict
 
 import pytest
 
-from rmsweep.config import ModelSpec
-from rmsweep.cli import evaluate
-from rmsweep.model import reward_model
 from rmsweep.analysis import scoring
+from rmsweep.cli import evaluate
+from rmsweep.config import ModelSpec
+from rmsweep.model import reward_model
 
 
 def run_cli(*args, cwd):

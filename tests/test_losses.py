@@ -4,8 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from rmsweep.model import heads
-from rmsweep.model import losses
+from rmsweep.model import heads, losses
 
 CHOSEN, REJECTED = torch.tensor([1.0, 0.0, -1.0]), torch.tensor([0.0, 0.0, 1.0])
 MARGINS = torch.tensor([1.0, 2.0, 3.0])

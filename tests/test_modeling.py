@@ -1,17 +1,12 @@
-from dataclasses import asdict
 import json
+from dataclasses import asdict
 
 import pytest
 import torch
 
 from rmsweep.config import ModelSpec
-from rmsweep.data import tokenization
-from rmsweep.data import batching
-from rmsweep.model import heads
-from rmsweep.model import reward_model
-from rmsweep.data import registry
-from rmsweep.data import sources
-from rmsweep.model import tiny
+from rmsweep.data import registry, sources, tokenization
+from rmsweep.model import heads, reward_model, tiny
 
 TEXTS = [("please explain rivers", "detail accurate therefore"), ("please compare toxin harbors", "sorry cannot")]
 

@@ -1,9 +1,10 @@
 import pandas as pd
 import pytest
-from conftest import sweep_config
 
 from rmsweep.analysis import report
 from rmsweep.sweep import storage
+
+from conftest import sweep_config
 
 TRIALS = pd.DataFrame({
     "model": ["a", "a", "b"], "lr": [1e-3, 1e-4, 1e-3], "epochs": [1, 2, 1],

@@ -2,8 +2,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from rmsweep.data import registry
 from rmsweep.analysis import selector
+from rmsweep.data import registry
 
 FEATURES = ["mbpp_plus", "toxigen", "ifeval", "params_b"]
 

@@ -74,10 +74,12 @@ def test_searcher_gives_each_model_its_own_samples_round_robin():
         searcher.on_trial_complete(f"t{i}", {"val_accuracy": 0.5, **config})
 
 
-def test_tpe_guides_sampling_after_half_the_budget():
+def test_tpe_samples_at_random_for_half_a_models_trials_then_guides(monkeypatch):
+    made, tpe = [], search.TPESampler
+    monkeypatch.setattr(search, "TPESampler", lambda **kwargs: made.append(kwargs) or tpe(**kwargs))
     space = spaces.load("gemma2", "bt", "tiny")
-    searcher = PerModelSearcher(["a"], space.distributions(), samples_per_model=8, seed=0)
-    assert searcher._studies["a"]._sampler._n_startup_trials == 4
+    PerModelSearcher(["a", "b"], space.distributions(), samples_per_model=8, seed=0)
+    assert made == [{"n_startup_trials": 4, "seed": 0}, {"n_startup_trials": 4, "seed": 1}]
 
 
 def test_grid_sampling_walks_every_point_once_per_model():

@@ -14,10 +14,11 @@ import ray
 import yaml
 from ray.util.state import list_actors
 
-from ledger_polling import poll_ledger
-from rmsweep.cli import run
 from rmsweep.analysis import scoring
+from rmsweep.cli import run
 from rmsweep.sweep import spaces
+
+from ledger_polling import poll_ledger
 
 pytestmark = pytest.mark.slow
 

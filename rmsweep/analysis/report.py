@@ -1,8 +1,7 @@
 """report.md: the sweep's results, the selector and the paper's analyses, with plots next to it."""
 import pandas as pd
 
-from rmsweep.analysis import paper_analyses
-from rmsweep.analysis import scoring
+from rmsweep.analysis import paper_analyses, scoring
 from rmsweep.config import SweepConfig
 from rmsweep.sweep import ledger, storage
 

@@ -14,8 +14,8 @@ import math
 import sys
 from pathlib import Path
 
-from rmsweep.sweep import atomic
 from rmsweep.analysis import evaluation, scoring
+from rmsweep.sweep import atomic
 
 HUB_DATA = "hub"
 BUILTIN_DATA = "builtin"
@@ -71,8 +71,8 @@ def _score_checkpoint(args) -> list[dict]:
     """Load the checkpoint and the benchmark, score every completion, save the rows."""
     import torch
 
-    from rmsweep.model import reward_model
     from rmsweep.data import sources
+    from rmsweep.model import reward_model
 
     if not (args.checkpoint / reward_model.META_FILE).exists():
         raise UsageError(f"{args.checkpoint} is not an rmsweep checkpoint (no {reward_model.META_FILE})")
@@ -119,12 +119,14 @@ def _weights(choice: str | None, meta: dict, model, tokenizer, validation, max_l
 
 
 def format_table(result: dict) -> str:
-    lines = [f"{'subset':28s} score"] + [f"{name:28s} {score:.4f}" for name, score in result["subsets"].items()]
-    lines += ["", f"{'section':28s} score"] + [f"{name:28s} {score:.4f}" for name, score in result["sections"].items()]
-    lines += ["", f"{'overall':28s} {result['overall']:.4f}"]
+    from tabulate import tabulate
+
+    overall = [("overall", result["overall"])]
     if "overall_with_prior_sets" in result:
-        lines.append(f"{'overall with Prior Sets':28s} {result['overall_with_prior_sets']:.4f}")
-    return "\n".join(lines)
+        overall.append(("overall with Prior Sets", result["overall_with_prior_sets"]))
+    return "\n\n".join(tabulate(rows, headers=headers, floatfmt=".4f") for rows, headers in (
+        (result["subsets"].items(), ("subset", "score")), (result["sections"].items(), ("section", "score")),
+        (overall, ("", "score"))))
 
 
 def parse_args(argv=None) -> argparse.Namespace:

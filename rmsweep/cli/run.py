@@ -29,12 +29,9 @@ OUTPUTS = ("trials.csv", "best_per_model.csv", "selector.json", "report.md", "sc
 
 
 def print_families() -> None:
-    table = registry.models().set_index("name")
-    for key, names in registry.families().items():
-        print(key)
-        for name in names:
-            row = table.loc[name]
-            print(f"  {name:36s} {row['params_b']:>5.2f}B  {row['size_group']:5s} {row['stage']:9s} {row['hf_id']}")
+    columns = ["family_key", "name", "params_b", "size_group", "stage", "hf_id"]
+    table = registry.models()[columns].sort_values(["family_key", "params_b"], ascending=[True, False])
+    print(table.rename(columns={"family_key": "family", "params_b": "params (B)"}).to_string(index=False))
 
 
 def hf_token_record() -> str | None:

@@ -13,10 +13,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from rmsweep.sweep import atomic
+from rmsweep.analysis import scoring, selector
 from rmsweep.data import registry
-from rmsweep.analysis import scoring
-from rmsweep.analysis import selector
+from rmsweep.sweep import atomic
 
 
 class UsageError(Exception):

@@ -12,8 +12,8 @@ import json
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from rmsweep.sweep import storage
 from rmsweep.data.tokenization import Tokenized
+from rmsweep.sweep import storage
 
 FORMAT_VERSION = 1
 

@@ -14,8 +14,8 @@ from transformers import AutoModelForSequenceClassification, AutoTokenizer
 from transformers.utils import logging as transformers_logging
 
 from rmsweep.config import ModelSpec, from_dict
-from rmsweep.model import heads, tiny
 from rmsweep.data.tokenization import pad
+from rmsweep.model import heads, tiny
 
 META_FILE = "rmsweep_meta.json"
 RM_OUTPUTS = {"bt": 1, "regression": 5, "bnrm": 1}  # regression: the 5 HelpSteer2 attributes

@@ -14,8 +14,8 @@ CHAT_TEMPLATE = (
     "{{ eos_token }}"
 )
 
-# Shared by every architecture: 2 layers, width 64. Enough to learn the built-in task in about a minute
-# on one CPU core.
+# Shared by every architecture: 2 layers, width 64: small enough to train on one CPU core, large enough to learn
+# the built-in task.
 COMMON = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
               num_key_value_heads=2, head_dim=16, max_position_embeddings=256, tie_word_embeddings=False)
 

@@ -26,7 +26,6 @@ from rmsweep.sweep import ledger, storage
 from rmsweep.training.loop import TRAINER_STATE
 
 
-
 def actor_name(run_name: str) -> str:
     return f"rmsweep-aggregator-{run_name}"
 
@@ -103,13 +102,15 @@ class Aggregator:
         if row["checkpoint"] and self._sweep.keep_checkpoints != "all":
             prune_other_checkpoints(row["checkpoint"])
 
-    def __repr__(self) -> str:
-        """What the dashboard's Actors view shows for this actor: the sweep at a glance."""
+    def summary(self) -> str:
+        """The sweep at a glance; also the actor's repr, which the dashboard's Actors view shows."""
         finished = pd.DataFrame(self._trials)
         best = {} if finished.empty else ledger.best_per_model(finished).set_index("model")["best_val_accuracy"]
         return (f"rmsweep {self._sweep.name}: {len(self._trials)}/{self._sweep.expected_trials or '?'} trials done, "
                 f"{len(self._running)} running; best "
                 + (", ".join(f"{model} {value:.3f}" for model, value in dict(best).items()) or "-"))
+
+    __repr__ = summary
 
     def _write_ledger(self) -> None:
         table = ledger.write(self._run_dir, [*self._trials, *self._running.values()], self._sweep.rm_type)

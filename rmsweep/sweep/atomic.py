@@ -3,8 +3,6 @@ import os
 import tempfile
 from pathlib import Path
 
-import pandas as pd
-
 
 def _umask() -> int:
     current = os.umask(0)
@@ -30,7 +28,3 @@ def write_bytes(path: Path, data: bytes) -> None:
 
 def write_text(path: Path, text: str) -> None:
     write_bytes(path, text.encode())
-
-
-def write_csv(path: Path, table: pd.DataFrame) -> None:
-    write_text(path, table.to_csv(index=False))

@@ -17,21 +17,19 @@ log = logging.getLogger(__name__)
 
 
 class ProgressLine:
-    """One status line rewritten in place on a terminal (nothing where stderr is a file or pipe)."""
+    """One status line rewritten in place on a terminal (nothing where stderr is a file or pipe). It keeps no
+    handle to the stream: Tune pickles its callbacks with the experiment's state."""
 
-    def __init__(self, stream=None):
-        self._stream = stream or sys.stderr
-        self._live = self._stream.isatty()
+    @staticmethod
+    def show(text: str) -> None:
+        if sys.stderr.isatty():
+            sys.stderr.write("\r\033[K" + text[: shutil.get_terminal_size().columns - 1])
+            sys.stderr.flush()
 
-    def show(self, text: str) -> None:
-        if self._live:
-            width = shutil.get_terminal_size().columns - 1
-            self._stream.write("\r\033[K" + text[:width])
-            self._stream.flush()
-
-    def clear(self) -> None:
-        if self._live:
-            self._stream.write("\r\033[K")
+    @staticmethod
+    def clear() -> None:
+        if sys.stderr.isatty():
+            sys.stderr.write("\r\033[K")
 
 
 class LedgerCallback(tune.Callback):

@@ -20,8 +20,9 @@ RAY_TRAIN_ENV = {
     # Ray Train gives up on a worker group after 60 s without resources; GPU nodes that an autoscaler starts
     # for it take minutes to boot.
     "RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S": "1800",
-    # The controller polls its worker group every 2 s by default and a trial waits on several polls (start,
-    # end): 7 s of a tiny trial's 17 (scripts/bench_overhead.py). At 0.5 s: two small calls a second per worker.
+    # The controller polls its worker group every 2 s by default and a trial waits on several polls (start, end):
+    # much of a short trial's fixed overhead (scripts/bench_overhead.py measures it). At 0.5 s: two small calls a
+    # second per worker.
     "RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": "0.5",
 }
 
