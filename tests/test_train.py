@@ -42,22 +42,36 @@ def test_training_changes_every_parameter_and_raises_validation_accuracy():
     assert unchanged == []
     accuracies = [metrics["val_accuracy"] for metrics, _ in reports]
     assert accuracies[-1] > accuracies[0]
-    assert max(accuracies) >= 0.65
+    assert max(accuracies) >= 0.91  # it reaches 0.965: a margin of 5 points
     assert reports[-1][0]["step"] == reports[-1][0]["total_steps"] == 2048 // 32
     assert all(checkpoint is not None for _, checkpoint in reports)  # every evaluation: a trial can resume there
 
 
-@pytest.mark.parametrize("overrides", [
-    dict(rm_type="regression"),
-    dict(rm_type="bnrm", lr=3e-3),
-    dict(bt_variant="scaled", reward_centering=0.01),
-    dict(bt_variant="margin"),
+# Each reaches (best validation accuracy, CPU): regression 0.980, bnrm 0.909, scaled 0.939, margin 0.914; the
+# thresholds leave a margin of 5 points (chance is 0.5).
+@pytest.mark.parametrize("overrides, at_least", [
+    (dict(rm_type="regression"), 0.93),
+    (dict(rm_type="bnrm", lr=3e-3), 0.86),
+    (dict(bt_variant="scaled", reward_centering=0.01), 0.88),
+    (dict(bt_variant="margin"), 0.86),
 ], ids=["regression", "bnrm", "scaled-bt-centered", "margin-bt"])
-def test_every_rm_type_and_loss_learns_the_pairwise_order(overrides):
+def test_every_rm_type_and_loss_learns_the_pairwise_order(overrides, at_least):
     reports, (model, initial) = _fit(**overrides)
     unchanged = [name for name, p in model.named_parameters() if torch.equal(p.detach(), initial[name])]
     assert unchanged == []
-    assert max(metrics["val_accuracy"] for metrics, _ in reports) >= 0.65  # chance is 0.5
+    assert max(metrics["val_accuracy"] for metrics, _ in reports) >= at_least
+
+
+# The first four steps' training losses of a gemma2 twin (seed 0, 32 pairs a step, CPU, fp32), pinned as
+# torchtune's recipe tests pin theirs: the invariants above cannot see a changed loss, schedule or data order.
+@pytest.mark.parametrize("overrides, losses", [
+    (dict(), [0.723224, 0.704029, 0.675415, 0.647289]),
+    (dict(rm_type="regression"), [4.923318, 6.792654, 6.647985, 5.418333]),
+    (dict(rm_type="bnrm", lr=3e-3), [0.823044, 0.770363, 0.679034, 0.613648]),
+], ids=["bt", "regression", "bnrm"])
+def test_the_first_steps_losses_are_pinned(overrides, losses):
+    reports, _ = _fit(train_pairs=128, eval_every=1, **overrides)
+    assert [metrics["train_loss"] for metrics, _ in reports] == pytest.approx(losses, abs=1e-4)
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU (the device machine runs it)")
@@ -70,7 +84,8 @@ def test_every_rm_type_and_loss_learns_the_pairwise_order(overrides):
 def test_on_a_gpu_every_rm_type_learns_in_bf16_with_fused_adamw(overrides):
     reports, (model, _) = _fit(device="cuda", **overrides)
     assert next(model.parameters()).dtype == torch.float32  # autocast computes in bf16; weights stay fp32
-    assert max(metrics["val_accuracy"] for metrics, _ in reports) >= 0.65
+    # On the CPU (fp32) these reach 0.91-0.98; bf16 on a GPU has not been measured since, so a wider margin.
+    assert max(metrics["val_accuracy"] for metrics, _ in reports) >= 0.8
 
 
 def test_gradients_are_clipped_before_every_optimizer_step(monkeypatch):
