@@ -12,7 +12,7 @@ def local_ray():
     the State API it hosts)."""
     import ray
 
-    ray.init(num_cpus=2, namespace="rmsweep", log_to_driver=False)
+    ray.init(address="local", num_cpus=2, namespace="rmsweep", log_to_driver=False)  # never a running cluster
     yield
     ray.shutdown()
 

@@ -12,6 +12,7 @@ sys.path.insert(0, str(SCRIPTS))
 
 import bench_sweep  # noqa: E402
 import bench_trainer  # noqa: E402
+
 from rmsweep.config import ModelSpec  # noqa: E402
 
 
@@ -33,7 +34,7 @@ def test_bench_trainer_compares_every_contender():
 
 @pytest.mark.slow
 def test_bench_overhead_measures_the_ray_layer():
-    result = _result([str(SCRIPTS / "bench_overhead.py"), "--repeats", "1", "--train-pairs", "256"])
+    result = _result([str(SCRIPTS / "bench_overhead.py"), "--repeats", "1", "--train-pairs", "64"])
     assert float(result["in_process_seconds"]) > 0 and float(result["outside_loop_seconds"]) > 0
 
 

@@ -30,3 +30,7 @@ def test_cluster_config_passes_rays_validation(name):
     assert len(gpu_types) >= 2 and all(t["min_workers"] == 0 for t in gpu_types)  # autoscaled from zero
     assert any("pip install" in command and "rmsweep" in command for command in config["setup_commands"])
     assert "token" not in yaml.safe_dump(config["setup_commands"]).lower()  # the HF token is mounted, never inlined
+    # Ray's token authentication: the token on every node, and every node's Ray started in token mode.
+    assert config["file_mounts"]["~/.ray/auth_token"] == "~/.ray/auth_token"
+    for commands in (config["head_start_ray_commands"], config["worker_start_ray_commands"]):
+        assert all("RAY_AUTH_MODE=token ray start" in command for command in commands if "ray start" in command)

@@ -4,8 +4,9 @@ from dataclasses import FrozenInstanceError, asdict
 
 import pytest
 
-from conftest import sweep_config
 from rmsweep.config import RESUME_FIELDS, ModelSpec, TrainConfig, TrainingSettings, from_dict
+
+from conftest import sweep_config
 
 SPEC = ModelSpec("tiny", "gemma2")
 

@@ -6,7 +6,6 @@ import subprocess
 import sys
 import threading
 import time
-import urllib.request
 
 import pandas as pd
 import pytest
@@ -88,7 +87,7 @@ def test_regression_sweep_with_two_data_parallel_workers(local_ray, tmp_path):
     assert kept >= (trials["steps"] // 16).sum() > len(trials)
     assert len(trials) == 2 and set(trials["rm_type"]) == {"regression"}
     assert set(trials["status"]) <= {"completed", "stopped_early"}
-    assert best.loc[0, "val_accuracy"] >= 0.65 and best.loc[0, "rewardbench"] > 0.6
+    assert best.loc[0, "val_accuracy"] >= 0.91 and best.loc[0, "rewardbench"] >= 0.92  # it reaches 0.965, 0.973
     # The attribute weights were searched on the validation pairs, and do at least as well there as the vector
     # the trial was validated with.
     weights = [float(w) for w in best.loc[0, "regression_weights"].split()]
@@ -107,72 +106,21 @@ def test_bnrm_sweep_on_the_paper_grid(local_ray, tmp_path):
     grid = {5e-4, 6e-4, 7e-4, 8e-4, 9e-4, 1e-3, 2e-3, 3e-3, 4e-3, 5e-3}
     assert len(trials) == 2 and set(trials["lr"]) <= grid and trials["lr"].is_unique
     assert set(trials["epochs"]) == {1}
-    assert best.loc[0, "val_accuracy"] >= 0.65 and best.loc[0, "rewardbench"] > 0.6  # chance is 0.5
+    assert best.loc[0, "val_accuracy"] >= 0.9 and best.loc[0, "rewardbench"] >= 0.84  # it reaches 0.952, 0.891
     sweep = json.loads((tmp_path / "gemma2-bnrm-paper-bt-tiny" / "sweep.json").read_text())
     assert sweep["bt_variant"] == "scaled" and sweep["sampler"] == "grid" and sweep["space"]["file"].endswith(
         "paper-bt.yaml")
 
 
-def test_a_diverging_trial_is_recorded_and_the_sweep_goes_on(local_ray, tmp_path):
+def test_a_diverging_trial_is_recorded_and_a_killed_worker_resumes_its_trial(local_ray, tmp_path):
+    """Two trials at once: lr 1e6 turns the loss NaN after one step (the trial is recorded `diverged`, the sweep
+    goes on); the other's training worker is SIGKILLed once it has evaluated twice: Ray Train restarts the worker
+    group, the loop resumes at its latest checkpoint (its steps go on, not from 0) and the trial completes."""
     space = yaml.safe_load((spaces.DEFAULT_DIR / "paper-bt.yaml").read_text())
-    space["by_scale"]["tiny"]["lr"] = [1e-3, 1e6]  # 1e6 turns the loss NaN after one step
+    space["by_scale"]["tiny"]["lr"] = [1e-3, 1e6]
     (tmp_path / "spaces").mkdir()
     (tmp_path / "spaces" / "diverge.yaml").write_text(yaml.safe_dump(space))
-    status = run.main(["--family", "gemma2", "--models", "gemma-2-2b-it", "--scale", "tiny", "--space", "diverge",
-                       "--search-spaces", str(tmp_path / "spaces"), "--sampler", "grid", "--storage", str(tmp_path)])
-    assert status == 0
-    trials, best = _outputs(tmp_path / "gemma2-bt-diverge-tiny")
-    by_lr = trials.set_index("lr")["status"].to_dict()
-    assert by_lr == {1e-3: "completed", 1e6: "diverged"}
-    assert best.loc[0, "best_lr"] == 1e-3
-
-
-def _status(storage, name):
-    result = subprocess.run([sys.executable, "-m", "rmsweep.status", "--storage", str(storage), "--name", name],
-                            capture_output=True, text=True, timeout=60)
-    return result.returncode, result.stdout
-
-
-def _prometheus_metrics() -> str:
-    port = ray._private.worker.global_worker.node.metrics_export_port
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
-        return response.read().decode()
-
-
-def test_status_and_metrics_follow_a_running_sweep(local_ray, tmp_path):
-    """A sweep in another process, on this module's Ray: status reads it while it runs and once it is done,
-    and the aggregator's metrics reach Ray's Prometheus endpoint (what the dashboard's Metrics view shows)."""
-    address = ray.get_runtime_context().gcs_address
-    sweep = subprocess.Popen([sys.executable, "-m", "rmsweep.run", "--family", "gemma2", "--models", "gemma-2-2b-it",
-                              "--scale", "tiny", "--num-samples", "2", "--storage", str(tmp_path)],
-                             env={**os.environ, "RAY_ADDRESS": address}, stdout=subprocess.DEVNULL,
-                             stderr=subprocess.PIPE, text=True)
-    try:
-        seen_running, seen_metric = None, False
-        deadline = time.time() + 240
-        while sweep.poll() is None and time.time() < deadline and not (seen_running and seen_metric):
-            time.sleep(2)
-            if not seen_running and (tmp_path / "gemma2-bt-tiny" / "sweep.json").exists():
-                code, out = _status(tmp_path, "gemma2-bt-tiny")
-                if code == 0 and "running (as of" in out:
-                    seen_running = out
-            metrics = _prometheus_metrics()
-            seen_metric = seen_metric or ('rmsweep_trials{' in metrics and 'rmsweep_best_val_accuracy{' in metrics
-                                          and 'model="gemma-2-2b-it"' in metrics)
-        assert sweep.wait(timeout=300) == 0, sweep.stderr.read()
-        assert seen_running and "gemma2-bt-tiny: running" in seen_running and "0 GPU-hours" in seen_running
-        assert seen_metric
-    finally:
-        sweep.kill()
-    code, out = _status(tmp_path, "gemma2-bt-tiny")
-    assert code == 0 and "gemma2-bt-tiny: finished" in out and "2 of 2 finished" in out
-    assert _status(tmp_path, "no-such-run")[0] == 2
-
-
-def test_a_killed_worker_resumes_its_trial_from_the_latest_checkpoint(local_ray, tmp_path):
-    """SIGKILL the trial's training worker once it has evaluated twice: Ray Train restarts the worker group, the
-    loop resumes at its latest checkpoint (its steps go on, not from 0) and the trial completes."""
-    run_dir = tmp_path / "gemma2-bt-paper-bt-tiny"
+    run_dir = tmp_path / "gemma2-bt-diverge-tiny"
     killed = []
 
     def kill_the_worker_after_step_32():
@@ -186,23 +134,26 @@ def test_a_killed_worker_resumes_its_trial_from_the_latest_checkpoint(local_ray,
 
     killer = threading.Thread(target=kill_the_worker_after_step_32, daemon=True)
     killer.start()
-    status = run.main(["--family", "gemma2", "--models", "gemma-2-2b-it", "--scale", "tiny", "--space", "paper-bt",
-                       "--sampler", "grid", "--num-samples", "1", "--storage", str(tmp_path)])
+    status = run.main(["--family", "gemma2", "--models", "gemma-2-2b-it", "--scale", "tiny", "--space", "diverge",
+                       "--search-spaces", str(tmp_path / "spaces"), "--sampler", "grid", "--storage", str(tmp_path)])
     killer.join()
     assert killed and status == 0
     trials, best = _outputs(run_dir)
-    trial = trials.iloc[0]
-    assert trial["status"] == "completed" and trial["steps"] == trial["total_steps"] == 64
-    progress = pd.read_csv(next((run_dir / "tune").rglob("progress.csv")))
+    assert trials.set_index("lr")["status"].to_dict() == {1e-3: "completed", 1e6: "diverged"}
+    assert best.loc[0, "best_lr"] == 1e-3
+    trial = trials.set_index("lr").loc[1e-3]
+    assert trial["steps"] == trial["total_steps"] == 64
+    progress = max((pd.read_csv(path) for path in (run_dir / "tune").rglob("progress.csv")), key=len)
     assert progress["step"].is_monotonic_increasing and progress["step"].is_unique  # no step taken twice
     assert progress["resumed_from_step"].iloc[0] == 0 and progress["resumed_from_step"].iloc[-1] >= 32
     assert len(list((run_dir / "checkpoints").rglob("model.safetensors"))) == 1  # still one checkpoint per trial
     assert not list((run_dir / "checkpoints").rglob("trainer_state.pt"))  # resume state gone once it finished
 
 
-def test_a_killed_sweep_driver_is_resumed_without_running_a_finished_trial_again(local_ray, tmp_path):
+def test_a_killed_sweep_driver_is_resumed_without_running_a_finished_trial_again(local_ray, tmp_path, capsys):
     """The driver (another process on this module's Ray) is killed once a trial has finished and another has
-    evaluated; --resume keeps the finished trials, continues the interrupted ones and runs the rest."""
+    evaluated; --resume takes over its claim on the run directory, keeps the finished trials, continues the
+    interrupted ones and runs the rest."""
     # rewardbench2's grid has 1-3 epoch points: trials long enough (64-192 steps) to be caught running.
     # One model, three trials, two at a time: once one has finished, another is caught running.
     args = ["--family", "gemma2", "--models", "gemma-2-2b-it", "--scale", "tiny", "--space", "rewardbench2",
@@ -229,7 +180,9 @@ def test_a_killed_sweep_driver_is_resumed_without_running_a_finished_trial_again
 
     assert run.main(args) == 2  # the run directory exists: not replaced without --overwrite or --resume
     assert run.main([*args, "--resume", "--seed", "1"]) == 2  # not the same sweep
+    capsys.readouterr()
     assert run.main([*args, "--resume"]) == 0
+    assert f"taking over the claim of a sweep that is gone (pid {driver.pid} on" in capsys.readouterr().out
     trials, best = _outputs(run_dir)
     assert len(trials) == 3 and trials["trial_id"].is_unique and set(trials["status"]) <= {"completed",
                                                                                           "stopped_early"}

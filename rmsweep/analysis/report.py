@@ -9,7 +9,7 @@ BEST_COLUMNS = ["model", "size_group", "params_b", "best_lr", "best_epochs", "va
                 *[column for columns in scoring.SCORE_COLUMNS.values() for column in columns.values()]]
 TRIAL_COLUMNS = ["model", "lr", "epochs", "status", "steps", "total_steps", "best_val_accuracy", "train_truncated",
                  "train_dropped", "tokens_per_second", "startup_seconds", "eval_seconds", "ray_overhead_seconds", "gpus",
-                 "nodes", "wall_seconds", "error"]
+                 "nodes", "wait_seconds", "held_seconds", "wall_seconds", "error"]
 
 
 def _markdown(table: pd.DataFrame) -> str:
@@ -54,10 +54,12 @@ def render_selector(selector: dict) -> list[str]:
 
 def spending_per_model(trials: pd.DataFrame) -> pd.DataFrame:
     """What each base model cost: trials, trial-steps, GPU-hours; and where a median trial's time went."""
-    per_model = trials.assign(gpu_hours=trials["wall_seconds"] * trials["gpus"] / 3600).groupby("model")
+    trials = trials.reindex(columns=TRIAL_COLUMNS)  # a ledger from an older rmsweep lacks some columns
+    per_model = trials.assign(gpu_hours=ledger.held_seconds(trials) * trials["gpus"] / 3600).groupby("model")
     return pd.DataFrame({
         "trials": per_model.size(), "trial_steps": per_model["steps"].sum(), "gpu_hours": per_model["gpu_hours"].sum(),
         "median_wall_seconds": per_model["wall_seconds"].median(),
+        "median_wait_seconds": per_model["wait_seconds"].median(),
         "median_startup_seconds": per_model["startup_seconds"].median(),
         "median_eval_seconds": per_model["eval_seconds"].median(),
         "median_ray_overhead_seconds": per_model["ray_overhead_seconds"].median(),
@@ -91,11 +93,13 @@ def write_report(run_dir: storage.Location, sweep: SweepConfig, trials: pd.DataF
         "",
         "## Budget and time per base model",
         "",
-        _markdown(spending_per_model(trials.reindex(columns=TRIAL_COLUMNS))),
+        _markdown(spending_per_model(trials)),
         "",
         "`startup_seconds`: loading the model and data and wrapping it for its workers, inside the trial; "
         "`eval_seconds`: validation scoring, all evaluations; `ray_overhead_seconds`: the trial's wall time outside "
-        "its training loop (Ray Train's worker-group start and teardown, scheduling).",
+        "its training loop (Ray Train's worker-group start and teardown, scheduling); `wait_seconds`: before its "
+        "training loop started (waiting for resources, starting the worker group); GPU-hours count only the time "
+        "after that (`held_seconds`).",
         "",
         "## Selector",
         "",
@@ -121,3 +125,19 @@ def write_report(run_dir: storage.Location, sweep: SweepConfig, trials: pd.DataF
         "",
     ]
     run_dir.write_text("report.md", "\n".join(lines))
+
+
+def write_interrupted_report(run_dir: storage.Location, sweep: SweepConfig, trials: pd.DataFrame, finished: int,
+                             resume_command: str) -> str:
+    """report.md of a sweep stopped by Ctrl-C: what ran, and how to go on. Returns its headline."""
+    headline = f"Interrupted after {finished} of {sweep.expected_trials or '?'} trials"
+    lines = [
+        f"# rmsweep: `{sweep.name}`, {sweep.rm_type} reward models, scale `{sweep.scale}`", "",
+        f"**{headline}.** Nothing was scored yet. Trials marked `interrupted` stopped at an evaluation, with a "
+        "checkpoint; the sweep goes on, those trials from their checkpoints, with:", "",
+        f"    {resume_command}", "",
+        "## Trials so far", "",
+        _markdown(trials.reindex(columns=TRIAL_COLUMNS)), "",
+    ]
+    run_dir.write_text("report.md", "\n".join(lines))
+    return headline

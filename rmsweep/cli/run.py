@@ -13,18 +13,21 @@ import json
 import logging
 import os
 import platform
+import shlex
 import sys
 import time
 from importlib.metadata import version
+from pathlib import Path
 
 from rmsweep.cli.common import setup_logging
 from rmsweep.cli.run_args import parse_args
 from rmsweep.config import RESUME_FIELDS, SweepConfig
 from rmsweep.data import registry, sources
-from rmsweep.sweep import ledger, plan
+from rmsweep.sweep import claim, interrupt, ledger, plan, storage
 from rmsweep.sweep.plan import UsageError
 
 log = logging.getLogger("rmsweep.run")
+INTERRUPTED = 130  # the exit status of a program stopped by Ctrl-C
 OUTPUTS = ("trials.csv", "best_per_model.csv", "selector.json", "report.md", "scores/", "sweep.json")
 
 
@@ -65,6 +68,17 @@ def quiet_ray() -> None:
     worker.print_to_stdstream = print_unless_raylet
 
 
+def use_token_authentication() -> None:
+    """Ray 2.60 clusters ask their clients for a token. A driver that connects to one (RAY_ADDRESS) and has a
+    token (RAY_AUTH_TOKEN, RAY_AUTH_TOKEN_PATH or ~/.ray/auth_token) but no RAY_AUTH_MODE would be refused. Ray
+    reads the mode when it is first imported: this runs before that."""
+    if not os.environ.get("RAY_ADDRESS") or "RAY_AUTH_MODE" in os.environ:
+        return
+    token_file = Path(os.environ.get("RAY_AUTH_TOKEN_PATH", Path.home() / ".ray" / "auth_token"))
+    if os.environ.get("RAY_AUTH_TOKEN") or token_file.is_file():
+        os.environ["RAY_AUTH_MODE"] = "token"
+
+
 def start_ray(verbose: bool) -> None:
     """Connect to the cluster (RAY_ADDRESS) or start a local Ray; say where its dashboard is and how to log in."""
     import ray
@@ -96,10 +110,9 @@ def describe(sweep: SweepConfig, resume: bool) -> list[str]:
     return lines
 
 
-def open_run(sweep: SweepConfig, resume: bool) -> tuple[dict, list[dict]]:
-    """(sweep.json's record, the ledger to continue): a new run directory, or the interrupted one's."""
-    from rmsweep.sweep import storage
-
+def open_run(sweep: SweepConfig, resume: bool, overwrite: bool) -> tuple[dict, list[dict], claim.Heartbeat]:
+    """(sweep.json's record, the ledger to continue, the claim's heartbeat): a new run directory, or the
+    interrupted one's, claimed for this sweep before anything else is written there."""
     run_dir = storage.Location(sweep.run_dir)
     current = json.loads(json.dumps(sweep.record(), default=str))
     if resume:
@@ -108,24 +121,40 @@ def open_run(sweep: SweepConfig, resume: bool) -> tuple[dict, list[dict]]:
             rows = ledger.resumable_rows(run_dir, record, current, RESUME_FIELDS)
         except ValueError as error:
             raise UsageError(str(error)) from None
+    elif overwrite:
+        run_dir.remove()  # checked before: no live sweep holds it
+    run_dir.make()
+    try:
+        taken = claim.take(run_dir, resume)
+    except claim.Claimed as error:
+        raise UsageError(str(error)) from None
+    heartbeat = claim.Heartbeat(run_dir, taken)
+    if resume:
         record.pop("finished", None)
+        record.pop("interrupted", None)
+        record.pop("wall_seconds", None)
         record["resumed"] = [*record.get("resumed", []), time.strftime("%Y-%m-%dT%H:%M:%S")]
         log.info("resuming %s: %d trials finished, %d to continue", run_dir,
-                 sum(row["status"] != "running" for row in rows), sum(row["status"] == "running" for row in rows))
-        return record, rows
-    run_dir.remove()  # --overwrite, checked before
-    run_dir.make()
-    started = time.time()
+                 sum(row["status"] not in ledger.CONTINUED for row in rows),
+                 sum(row["status"] in ledger.CONTINUED for row in rows))
+        return record, rows, heartbeat
     return {**current, "versions": versions(), "started": time.strftime("%Y-%m-%dT%H:%M:%S"),
-            "started_unix": round(started, 1), "hf_token": hf_token_record()}, []
+            "started_unix": round(time.time(), 1), "hf_token": hf_token_record()}, [], heartbeat
 
 
-def launch(sweep: SweepConfig, data: sources.Data, record: dict, rows: list[dict]):
-    """The sweep itself, then the scoring of each model's best checkpoint; returns the results table."""
+def resume_command(argv: list[str]) -> str:
+    """The exact command that continues this sweep."""
+    kept = [arg for arg in argv if arg not in ("--overwrite", "--resume")]
+    return shlex.join(["python", "-m", "rmsweep.run", *kept, "--resume"])
+
+
+def launch(sweep: SweepConfig, data: sources.Data, record: dict, rows: list[dict], argv: list[str]):
+    """The sweep, then the scoring of each model's best checkpoint: the results table, or None when Ctrl-C
+    interrupted it (the ledger and a report marked interrupted are written then)."""
     import ray
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-    from rmsweep.sweep import aggregate, storage, tuner
+    from rmsweep.sweep import aggregate, tuner
 
     run_dir = storage.Location(sweep.run_dir)
     run_dir.write_text("sweep.json", json.dumps(record, indent=2, default=str))
@@ -136,15 +165,26 @@ def launch(sweep: SweepConfig, data: sources.Data, record: dict, rows: list[dict
     driver_node = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
     aggregator = aggregate.Aggregator.options(name=aggregate.actor_name(sweep.name),
                                               scheduling_strategy=driver_node).remote(
-        sweep, [evaluation_data], [row for row in rows if row["status"] != "running"])
+        sweep, [evaluation_data], [row for row in rows if row["status"] not in ledger.CONTINUED])
     try:
-        tuner.run_sweep(sweep, aggregator, training_data, rows)
-        log.info("scoring each base model's best checkpoint and fitting the selector ...")
-        best = ray.get(aggregator.finalize.remote())
+        with interrupt.Handler():
+            try:
+                tuner.run_sweep(sweep, aggregator, training_data, rows)
+            except KeyboardInterrupt:  # the second Ctrl-C
+                interrupt.request()
+        if interrupt.requested():
+            headline = ray.get(aggregator.write_interrupted.remote(resume_command(argv)))
+            record["interrupted"] = time.strftime("%Y-%m-%dT%H:%M:%S")
+            best = None
+            log.info("%s; the ledger and report.md are in %s. Continue with:\n  %s", headline, sweep.run_dir,
+                     resume_command(argv))
+        else:
+            log.info("scoring each base model's best checkpoint and fitting the selector ...")
+            best = ray.get(aggregator.finalize.remote())
+            record["finished"] = time.strftime("%Y-%m-%dT%H:%M:%S")
     finally:
         ray.kill(aggregator)  # frees its name for the next sweep of this name on a long-lived cluster
-    record.update(finished=time.strftime("%Y-%m-%dT%H:%M:%S"),
-                  wall_seconds=round(time.time() - record["started_unix"], 1))
+    record["wall_seconds"] = round(time.time() - record["started_unix"], 1)
     run_dir.write_text("sweep.json", json.dumps(record, indent=2, default=str))
     return best
 
@@ -165,6 +205,7 @@ def prepare(args) -> tuple[SweepConfig, sources.Data]:
 def main(argv=None) -> int:
     args = parse_args(argv)
     setup_logging(args.verbose)
+    use_token_authentication()
     if args.list_families:
         print_families()
         return 0
@@ -175,11 +216,16 @@ def main(argv=None) -> int:
         if args.dry_run:
             log.info("dry run: nothing trained, nothing written")
             return 0
-        record, rows = open_run(sweep, args.resume)
+        record, rows, heartbeat = open_run(sweep, args.resume, args.overwrite)
     except UsageError as error:
         print(f"rmsweep.run: error: {error}", file=sys.stderr)
         return 2
-    best = launch(sweep, data, record, rows)
+    try:
+        best = launch(sweep, data, record, rows, sys.argv[1:] if argv is None else list(argv))
+    finally:
+        heartbeat.release()
+    if best is None:
+        return INTERRUPTED
     import pandas as pd
 
     from rmsweep.analysis import report

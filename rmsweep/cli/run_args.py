@@ -121,6 +121,11 @@ def parse_args(argv=None) -> argparse.Namespace:
         help="GPUs per worker; auto: 1 if the cluster has GPUs, else 0 (default: auto)",
     )
     parser.add_argument(
+        "--max-concurrent-trials", metavar="N", type=int,
+        help="trials running at once, at most what the cluster holds (default: the cluster's capacity, shared "
+        "evenly with the other rmsweep sweeps running on it when this one starts)",
+    )
+    parser.add_argument(
         "--keep-checkpoints", choices=config.KEEP_CHECKPOINTS, default="best",
         help="checkpoints left once trials finish: best (one per trial), all (every evaluation's), none "
         "(deleted once the best of each model is scored; scores/ keeps every completion's score) (default: best)",

@@ -46,13 +46,15 @@ def summary(sweep: dict, trials: pd.DataFrame, run_dir: storage.Location) -> str
     finished = "finished" in sweep
     expected = ledger.expected_trials(sweep)
     counts = ledger.counts(trials, expected, finished)
-    elapsed = sweep["wall_seconds"] if finished else time.time() - sweep["started_unix"]
+    elapsed = sweep["wall_seconds"] if "wall_seconds" in sweep else time.time() - sweep["started_unix"]
     done = len(trials) - counts.get("running", 0)
     of = (f"of {expected}" if expected is not None
           else f"(a budget of {sweep['budget_steps']:,} trial-steps decides how many; "
                f"{int(trials['steps'].sum()) if len(trials) else 0:,} spent)")
+    state = ("finished" if finished else "interrupted (python -m rmsweep.run ... --resume continues it)"
+             if "interrupted" in sweep else "running")
     lines = [
-        f"{sweep['name']}: {'finished' if finished else 'running'}, {elapsed / 60:.1f} min since {sweep['started']} "
+        f"{sweep['name']}: {state}, {elapsed / 60:.1f} min since {sweep['started']} "
         f"({sweep['family'] or 'models'}, {sweep['rm_type']} RMs, scale {sweep['scale']})",
         f"trials: {done} {of} finished; " + ", ".join(f"{n} {status}" for status, n in counts.items() if n),
         compute_line(trials),
@@ -83,7 +85,7 @@ def main(argv=None) -> int:
         return 2
     with pd.option_context("display.width", 200, "display.float_format", "{:.3g}".format):
         print(summary(sweep, trials, run_dir), flush=True)
-        while args.watch and "finished" not in sweep:
+        while args.watch and not {"finished", "interrupted"} & set(sweep):
             time.sleep(args.watch)
             sweep, trials = read_run(run_dir)
             print(f"\n--- {time.strftime('%H:%M:%S')}\n{summary(sweep, trials, run_dir)}", flush=True)

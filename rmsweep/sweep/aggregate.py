@@ -23,11 +23,12 @@ from rmsweep.config import SweepConfig
 from rmsweep.data import registry
 from rmsweep.model import reward_model
 from rmsweep.sweep import ledger, storage
+from rmsweep.sweep.plan import AGGREGATOR_PREFIX
 from rmsweep.training.loop import TRAINER_STATE
 
 
 def actor_name(run_name: str) -> str:
-    return f"rmsweep-aggregator-{run_name}"
+    return AGGREGATOR_PREFIX + run_name
 
 
 def prune_other_checkpoints(kept: str) -> int:
@@ -119,6 +120,13 @@ class Aggregator:
             self._trial_counts.set(int(counts.get(status, 0)), {"status": status})
         for model, best in table.groupby("model")["best_val_accuracy"].max().dropna().items():
             self._best.set(best, {"model": model})
+
+    def write_interrupted(self, resume_command: str) -> str:
+        """The ledger and a report marked interrupted (nothing scored); returns the report's first line."""
+        self._write_ledger()
+        trials = pd.DataFrame([*self._trials, *self._running.values()]).assign(rm_type=self._sweep.rm_type)
+        return report.write_interrupted_report(self._run_dir, self._sweep, trials, len(self._trials),
+                                               resume_command)
 
     def finalize(self) -> pd.DataFrame:
         """Score the best trial of each base model, fit the selector, write every output; returns the table."""

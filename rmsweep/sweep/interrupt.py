@@ -33,9 +33,13 @@ class Handler:
 
     def __enter__(self):
         _requested.clear()
-        os.environ["TUNE_DISABLE_SIGINT_HANDLER"] = "1"
-        self._previous = signal.signal(signal.SIGINT, _first)
+        self._previous = None
+        if threading.current_thread() is threading.main_thread():  # signals reach the main thread only
+            os.environ["TUNE_DISABLE_SIGINT_HANDLER"] = "1"
+            self._previous = signal.signal(signal.SIGINT, _first)
         return self
 
     def __exit__(self, *exc) -> None:
-        signal.signal(signal.SIGINT, self._previous)
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+

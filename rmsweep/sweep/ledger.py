@@ -12,8 +12,9 @@ import pandas as pd
 from rmsweep.sweep import storage
 
 FILE = "trials.csv"
-STATUSES = ("running", "completed", "stopped_early", "diverged", "out_of_memory", "error")
+STATUSES = ("running", "interrupted", "completed", "stopped_early", "diverged", "out_of_memory", "error")
 FAILED = ("error", "diverged", "out_of_memory")
+CONTINUED = ("running", "interrupted")  # what --resume continues from the trial's latest checkpoint
 COLUMNS = ["trial_id", "model", "lr", "epochs", "status", "stopped_early", "steps", "total_steps",
            "best_val_accuracy", "wall_seconds", "gpus", "workers", "rm_type"]
 
@@ -47,14 +48,22 @@ def best_per_model(trials: pd.DataFrame, with_checkpoint: bool = False) -> pd.Da
     return scored.loc[scored.groupby("model")["best_val_accuracy"].idxmax()]
 
 
+def held_seconds(trials: pd.DataFrame) -> pd.Series:
+    """Each trial's time holding its workers' resources: from its training loop's start on, not the time its
+    worker group waited for them (ledgers written before rmsweep told the two apart: the wall time)."""
+    if "held_seconds" not in trials:
+        return trials["wall_seconds"]
+    return trials["held_seconds"].fillna(trials["wall_seconds"])
+
+
 def gpu_hours(trials: pd.DataFrame) -> float:
-    """GPUs held x wall time, summed over trials."""
-    return float((trials["wall_seconds"] * trials["gpus"]).sum() / 3600) if len(trials) else 0.0
+    """GPUs x time holding them, summed over trials."""
+    return float((held_seconds(trials) * trials["gpus"]).sum() / 3600) if len(trials) else 0.0
 
 
 def worker_hours(trials: pd.DataFrame) -> float:
-    """Workers x wall time: the compute of a sweep on CPU workers."""
-    return float((trials["wall_seconds"] * trials["workers"]).sum() / 3600) if len(trials) else 0.0
+    """Workers x time holding them: the compute of a sweep on CPU workers."""
+    return float((held_seconds(trials) * trials["workers"]).sum() / 3600) if len(trials) else 0.0
 
 
 def counts(trials: pd.DataFrame, expected: int | None, finished_sweep: bool) -> dict:

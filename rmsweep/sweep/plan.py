@@ -4,14 +4,17 @@ Every check here runs before anything is written: a problem raises UsageError, w
 line and exit status 2.
 """
 import argparse
+import logging
 from dataclasses import dataclass
 
 from rmsweep.analysis import scoring
 from rmsweep.config import AUTO, SweepConfig
 from rmsweep.data import registry, sources, token_cache
-from rmsweep.sweep import placement, spaces, storage
+from rmsweep.sweep import claim, placement, spaces, storage
 
 DEFAULT_TPE_SAMPLES = 4
+AGGREGATOR_PREFIX = "rmsweep-aggregator-"  # + the run's name: each sweep's aggregator actor
+log = logging.getLogger(__name__)
 ON_OFF_AUTO = {"on": True, "off": False, "auto": AUTO}
 
 
@@ -44,6 +47,7 @@ def check_flags(args: argparse.Namespace) -> None:
         if value is not None and value < 0:
             raise UsageError(f"{flag} must be >= 0, got {value}")
     for flag, value in (("--num-samples", args.num_samples), ("--workers-per-trial", args.workers_per_trial),
+                        ("--max-concurrent-trials", args.max_concurrent_trials),
                         ("--cpus-per-worker", args.cpus_per_worker), ("--gpu-memory-gb", args.gpu_memory_gb),
                         ("--budget", args.budget)):
         if value is not None and value <= 0:
@@ -92,6 +96,10 @@ def run_location(args: argparse.Namespace, name: str) -> tuple[storage.Location,
         raise UsageError(f"storage {args.storage}: {first_line}") from None
     if not writable:
         raise UsageError(f"storage {args.storage} is not writable")
+    held = claim.read(run_dir) if exists else None
+    if held is not None and not held.is_stale():
+        raise UsageError(f"run directory {run_dir} is in use by a running sweep ({held.describe()}); watch it with "
+                         f"python -m rmsweep.status --storage {args.storage} --name {name}")
     if args.resume and not run_dir.exists("sweep.json"):
         raise UsageError(f"nothing to resume: no sweep at {run_dir} (no sweep.json there)")
     if exists and not (args.overwrite or args.resume):
@@ -177,7 +185,22 @@ def place(args: argparse.Namespace, request: Request) -> tuple[dict, int]:
         raise UsageError(
             f"storage {request.root} is not shared: {len(unshared)} of {len(ray.nodes())} nodes cannot read what "
             "this node writes there; pass --storage s3://..., gs://... or a folder every node mounts")
-    return placements, placement.max_concurrent_trials(placements, totals)
+    return placements, concurrent_trials(args, request, placement.max_concurrent_trials(placements, totals))
+
+
+def concurrent_trials(args: argparse.Namespace, request: Request, capacity: int) -> int:
+    """Trials at once: --max-concurrent-trials (at most what the cluster holds), else the cluster's capacity shared
+    evenly with the other rmsweep sweeps running on it (each keeps a named aggregator actor)."""
+    if args.max_concurrent_trials:
+        return min(args.max_concurrent_trials, capacity)
+    import ray
+
+    others = [actor["name"] for actor in ray.util.list_named_actors(all_namespaces=True)
+              if actor["name"].startswith(AGGREGATOR_PREFIX) and actor["name"] != AGGREGATOR_PREFIX + request.name]
+    if others:
+        log.info("sharing the cluster with %d other rmsweep sweep(s): %s", len(others),
+                 ", ".join(name.removeprefix(AGGREGATOR_PREFIX) for name in others))
+    return max(1, capacity // (len(others) + 1))
 
 
 def budget_priors(names: list[str], rm_type: str) -> dict:

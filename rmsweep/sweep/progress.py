@@ -9,7 +9,7 @@ import ray
 from ray import tune
 from ray.tune.integration.ray_train import CHECKPOINT_PATH_KEY
 
-from rmsweep.sweep import storage
+from rmsweep.sweep import interrupt, storage
 from rmsweep.sweep.search import METRIC
 from rmsweep.sweep.trial import error_summary
 
@@ -53,19 +53,24 @@ class LedgerCallback(tune.Callback):
         return {"started": time.time(), "best": float("nan"), "checkpoint": None, "step": 0, "total_steps": None,
                 "train_truncated": None, "train_dropped": None, "diverged": False, "out_of_memory": "",
                 "nodes": None, "tokens_per_second": None, "startup_seconds": None, "eval_seconds": None,
-                "loop_seconds": None, "gradient_checkpointing": None}
+                "loop_seconds": None, "gradient_checkpointing": None,
+                "loop_started": None, "held_before": 0.0}  # held_before: a resumed trial's time held before
 
     def _row(self, trial, status: str, error: str = "") -> dict:
         state = self._trials.get(trial.trial_id) or self._new_state()  # e.g. failed before it started
         placement = self._placements[trial.config["model"]]
         stopped_early = status == "stopped_early"
-        wall_seconds = time.time() - state["started"]
+        now = time.time()
+        wall_seconds = now - state["started"]
+        # Holding its resources from its training loop's start; before that it waited for them (and started).
+        held = state["held_before"] + (now - state["loop_started"] if state["loop_started"] else 0.0)
         return {
             "trial_id": trial.config.get("resume_trial_id", trial.trial_id), "model": trial.config["model"],
             "lr": trial.config["lr"], "epochs": trial.config["epochs"], "status": status,
             "stopped_early": stopped_early,
             "steps": state["step"], "total_steps": state["total_steps"], "best_val_accuracy": state["best"],
-            "wall_seconds": round(wall_seconds, 1), "train_truncated": state["train_truncated"],
+            "wall_seconds": round(wall_seconds, 1), "held_seconds": round(held, 1),
+            "wait_seconds": round(wall_seconds - held, 1), "train_truncated": state["train_truncated"],
             "train_dropped": state["train_dropped"], "tokens_per_second": state["tokens_per_second"],
             "startup_seconds": state["startup_seconds"], "eval_seconds": state["eval_seconds"],
             # Worker-group start and teardown, reports: the trial's time outside its training loop.
@@ -81,7 +86,8 @@ class LedgerCallback(tune.Callback):
             state = self._new_state()
             before = self._interrupted.get(trial.config.get("resume_trial_id"))
             if before is not None:  # resumed: its time, best score and best checkpoint so far carry over
-                state.update(started=time.time() - before["wall_seconds"], checkpoint=before["checkpoint"])
+                state.update(started=time.time() - before["wall_seconds"], checkpoint=before["checkpoint"],
+                             held_before=before.get("held_seconds") or 0.0)
                 if before["best_val_accuracy"] is not None:  # None: interrupted before its first evaluation
                     state["best"] = before["best_val_accuracy"]
             self._trials[trial.trial_id] = state
@@ -89,6 +95,8 @@ class LedgerCallback(tune.Callback):
 
     def on_trial_result(self, iteration, trials, trial, result, **info):
         state = self._trials[trial.trial_id]
+        if state["loop_started"] is None:
+            state["loop_started"] = time.time() - result["loop_seconds"]
         state["step"], state["total_steps"] = result["step"], result["total_steps"]
         state["train_truncated"], state["train_dropped"] = result["train_truncated"], result["train_dropped"]
         state["diverged"], state["out_of_memory"], state["nodes"] = (result["diverged"], result["out_of_memory"],
@@ -118,6 +126,12 @@ class LedgerCallback(tune.Callback):
         status = ("error" if failed else "diverged" if state["diverged"] else "out_of_memory"
                   if state["out_of_memory"] else "stopped_early" if stopped_early else "completed")
         error = error_summary(str(trial.get_error())) if failed else state["out_of_memory"]
+        if status == "stopped_early" and interrupt.requested():  # stopped by Ctrl-C, not by ASHA
+            self._aggregator.trial_progress.remote(self._row(trial, "interrupted"))
+            self._line.clear()
+            log.info("  %s  lr=%.2e epochs=%s  interrupted at step %s: --resume continues it", trial.config["model"],
+                     trial.config["lr"], trial.config["epochs"], state["step"])
+            return
         row = self._row(trial, status, error)
         self._finished += 1
         ray.get(self._aggregator.record_trial.remote(row))

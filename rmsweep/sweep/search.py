@@ -10,6 +10,8 @@ from optuna.samplers import BruteForceSampler, TPESampler
 from ray.tune.search import Searcher
 from ray.tune.search.optuna import OptunaSearch
 
+from rmsweep.sweep import interrupt
+
 METRIC, MODE = "val_accuracy", "max"
 optuna.logging.set_verbosity(optuna.logging.WARNING)  # one line per study created is noise here
 MAX_REPEATS = 20  # times a study may suggest an already-run point before the repeat is accepted
@@ -158,6 +160,8 @@ class PerModelSearcher(Searcher):
         return True  # metric, mode and space are fixed at construction
 
     def suggest(self, trial_id: str):
+        if interrupt.requested():  # Ctrl-C: no new trials
+            return Searcher.FINISHED
         if self._to_resume:
             config = self._to_resume.pop(0)
             self._model_of_trial[trial_id] = config["model"]

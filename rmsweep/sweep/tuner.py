@@ -16,13 +16,24 @@ from ray import tune
 from ray.tune.logger import TBXLoggerCallback
 
 from rmsweep.config import SweepConfig
-from rmsweep.sweep import storage
+from rmsweep.sweep import interrupt, storage
+from rmsweep.sweep.ledger import CONTINUED
 from rmsweep.sweep.progress import LedgerCallback
 from rmsweep.sweep.scheduler import PerModelASHA
 from rmsweep.sweep.search import ModelHalving, PerModelSearcher
 from rmsweep.sweep.trial import TRIAL_DRIVER_CPUS, run_trial
 
 log = logging.getLogger(__name__)
+
+
+class StopOnInterrupt(tune.Stopper):
+    """After the first Ctrl-C, each running trial stops at its next report: an evaluation, with its checkpoint."""
+
+    def __call__(self, trial_id: str, result: dict) -> bool:
+        return interrupt.requested()
+
+    def stop_all(self) -> bool:
+        return False
 
 
 def run_sweep(sweep: SweepConfig, aggregator, data_ref, ledger: list[dict] = ()) -> tune.ResultGrid:
@@ -36,8 +47,8 @@ def run_sweep(sweep: SweepConfig, aggregator, data_ref, ledger: list[dict] = ())
     if sweep.budget_steps:  # budget-aware: as many trials as the budget allows (none is resumed)
         allocation = ModelHalving(sweep.priors, sweep.budget_steps, max(space.epochs) * steps_per_epoch,
                                   max_trials_per_model=None if space.lr_is_range else space.grid_size())
-    finished = [row for row in ledger if row["status"] != "running"]
-    interrupted = [row for row in ledger if row["status"] == "running"]
+    finished = [row for row in ledger if row["status"] not in CONTINUED]
+    interrupted = [row for row in ledger if row["status"] in CONTINUED]
     checkpoints = run_dir.child("checkpoints")
     trainable = tune.with_parameters(
         run_trial, sweep=sweep, data_ref=data_ref, checkpoint_storage=checkpoints.uri,
@@ -54,7 +65,7 @@ def run_sweep(sweep: SweepConfig, aggregator, data_ref, ledger: list[dict] = ())
             max_concurrent_trials=sweep.max_concurrent_trials,
         ),
         run_config=tune.RunConfig(
-            name="tune", storage_path=run_dir.uri, verbose=0,
+            name="tune", storage_path=run_dir.uri, verbose=0, stop=StopOnInterrupt(),
             # A trial whose driver dies with its node is started again; its Ray Train run (named by the trial
             # id) goes on from its latest checkpoint.
             failure_config=tune.FailureConfig(max_failures=sweep.max_failures),
