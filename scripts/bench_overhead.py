@@ -2,7 +2,7 @@
 TorchTrainer (one worker) as a sweep runs it, side by side in one run; and through Ray Train with Ray's
 defaults instead of the settings a sweep gives it (`trial.RAY_TRAIN_ENV`: the controller's poll interval).
 
-    python scripts/bench_overhead.py              # about 2 minutes on 2 cores
+    python scripts/bench_overhead.py
     python scripts/bench_overhead.py --repeats 3
 
 All runs train the same model on the same data (a tiny gemma2 twin, the built-in corpus, one epoch); the
@@ -80,7 +80,8 @@ def main(argv=None):
         for repeat in range(args.repeats):  # alternating, so that machine noise falls on both alike
             runs.append({"run": "in this process", **in_process(CONFIG, records)})
             runs.append({"run": RAY_TRAIN, **through_ray_train(CONFIG, records, storage_path, f"trial-{repeat}", True)})
-            runs.append({"run": RAY_DEFAULTS, **through_ray_train(CONFIG, records, storage_path, f"default-{repeat}", False)})
+            runs.append({"run": RAY_DEFAULTS,
+                         **through_ray_train(CONFIG, records, storage_path, f"default-{repeat}", False)})
             print(f"  repeat {repeat + 1}: {runs[-3]['wall_seconds']:.1f} s in process, "
                   f"{runs[-2]['wall_seconds']:.1f} s through Ray Train as a sweep sets it, "
                   f"{runs[-1]['wall_seconds']:.1f} s with Ray's defaults", flush=True)

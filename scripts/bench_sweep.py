@@ -1,7 +1,7 @@
 """Sweep efficiency: ASHA + TPE and the budget-aware mode against the paper's full grid, one run, same
 machine, same base models, same grid points, same data (tiny presets, where the full grid is affordable).
 
-    python scripts/bench_sweep.py                      # seeds 0, 1 and 2: about 25 minutes each on 2 cores
+    python scripts/bench_sweep.py                      # seeds 0, 1 and 2
     python scripts/bench_sweep.py --seeds 0 --family gemma2 --budget-share 0.2
     python scripts/bench_sweep.py --grace-period 1     # ASHA may stop a trial at its first evaluation
 

@@ -1,7 +1,7 @@
 """rmsweep's trainer vs TRL's RewardTrainer vs a plain PyTorch loop: one run, same hardware, model, data,
 batch, dtype and steps; each contender in its own process, one after the other.
 
-    python scripts/bench_trainer.py                 # CPU, about 10 minutes on 2 cores
+    python scripts/bench_trainer.py                 # CPU
     python scripts/bench_trainer.py --device cuda --preset qwen2.5-1.5b
         # bf16 on a GPU, a model of Qwen2.5-1.5B's shape; adds MFU (6 x params x tokens / time / peak)
 
@@ -86,8 +86,8 @@ def load(spec: ModelSpec):
 
 def validation_accuracy(model, tokenizer, validation, max_length, device) -> float:
     pairs = tokenization.tokenize_pairs(tokenizer, validation, max_length)
-    chosen, rejected = reward_model.score_pairs(reward_model.RewardModel(model).to(device), pairs, tokenizer.pad_token_id,
-                                            device)
+    chosen, rejected = reward_model.score_pairs(reward_model.RewardModel(model).to(device), pairs,
+                                                tokenizer.pad_token_id, device)
     return float((chosen[:, 0] > rejected[:, 0]).float().mean())
 
 

@@ -139,6 +139,7 @@ def test_a_space_given_as_a_path_and_a_dry_run_that_writes_nothing(tmp_path):
     result = run_cli("--family", "gemma2", "--scale", "tiny", "--space", str(tmp_path / "mine.yaml"), "--sampler",
                      "grid", "--dry-run", "--storage", str(tmp_path / "runs"), cwd=tmp_path)
     assert result.returncode == 0, result.stderr
-    assert "20 trials per model (the grid)" in result.stdout and f"search space {tmp_path / 'mine.yaml'}" in result.stdout
+    assert "20 trials per model (the grid)" in result.stdout
+    assert f"search space {tmp_path / 'mine.yaml'}" in result.stdout
     assert "gemma-2-9b-it: 1 worker(s) x 1 CPU 0 GPU, ddp" in result.stdout and "dry run" in result.stdout
     assert not (tmp_path / "runs").exists()

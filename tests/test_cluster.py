@@ -106,11 +106,11 @@ def test_storage_a_node_cannot_see_is_refused_before_any_trial(s3_cluster, capsy
 
 
 def test_a_node_lost_mid_sweep_costs_no_trial(s3_cluster, tmp_path):
-    """Two trials (one alone per base model, so ASHA stops neither; 2 epochs, 128 steps) on a cluster with a spare
+    """Two trials (one alone per base model, so ASHA stops neither; 1 epoch, 64 steps) on a cluster with a spare
     node. Once a trial on a worker node has evaluated, that node is removed: the trial starts again on a node
     still there, from its latest checkpoint, and the sweep completes."""
     space = yaml.safe_load((spaces.DEFAULT_DIR / "paper-bt.yaml").read_text())
-    space["by_scale"]["tiny"].update(lr=[1e-3], epochs=[2])
+    space["by_scale"]["tiny"].update(lr=[1e-3], epochs=[1])
     (tmp_path / "long.yaml").write_text(yaml.safe_dump(space))
     run_dir = storage.Location(f"s3://{BUCKET}/runs/node-lost")
     s3_cluster.add_node(num_cpus=1)  # the spare (Ray starts nodes from the main thread only)
@@ -141,4 +141,4 @@ def test_a_node_lost_mid_sweep_costs_no_trial(s3_cluster, tmp_path):
     assert len(trials) == 2 and set(trials["status"]) == {"completed"} and trials["trial_id"].is_unique
     (lost_trial, lost_node), = removed
     lost = trials.set_index("trial_id").loc[lost_trial]
-    assert lost["steps"] == lost["total_steps"] == 128 and lost["nodes"] != lost_node  # finished elsewhere
+    assert lost["steps"] == lost["total_steps"] == 64 and lost["nodes"] != lost_node  # finished elsewhere

@@ -69,7 +69,8 @@ def test_the_actors_view_and_a_prometheus_server_show_the_sweep(local_ray, tmp_p
     config.write_text(f"global: {{scrape_interval: 1s}}\nscrape_configs:\n  - job_name: ray\n"
                       f"    static_configs: [{{targets: ['127.0.0.1:{metrics_port}']}}]\n")
     server = subprocess.Popen([shutil.which("prometheus"), f"--config.file={config}",
-                               f"--storage.tsdb.path={tmp_path / 'tsdb'}", f"--web.listen-address=127.0.0.1:{web_port}"],
+                               f"--storage.tsdb.path={tmp_path / 'tsdb'}",
+                               f"--web.listen-address=127.0.0.1:{web_port}"],
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         found, deadline = {}, time.time() + 90

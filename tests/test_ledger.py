@@ -26,6 +26,15 @@ def test_the_ledger_reads_back_what_was_written(tmp_path):
     assert ledger.rows(table)[3]["best_val_accuracy"] is None
 
 
+def test_curves_read_back_what_was_written(tmp_path):
+    run_dir = storage.Location(tmp_path)
+    assert ledger.read_curves(run_dir) == []
+    points = [{"trial_id": "t1", "model": "a", "lr": 1e-3, "epochs": 1, "step": step, "val_accuracy": 0.8 + step / 1000,
+               "tokens": 1000 * step, "wall_seconds": 2.0 * step} for step in (16, 32)]
+    ledger.write_curves(run_dir, points)
+    assert ledger.read_curves(run_dir) == points
+
+
 def test_best_per_model_and_compute():
     trials = pd.DataFrame(ROWS)
     assert ledger.best_per_model(trials).set_index("model")["trial_id"].to_dict() == {"a": "t2", "b": "t3"}

@@ -4,6 +4,7 @@ from types import SimpleNamespace
 
 import pytest
 import yaml
+from optuna.trial import TrialState
 from ray.tune.search import Searcher
 
 from rmsweep.sweep import progress, search, spaces, storage
@@ -71,7 +72,59 @@ def test_searcher_gives_each_model_its_own_samples_round_robin():
     assert all(space.lr[0] <= c["lr"] <= space.lr[1] and c["epochs"] in space.epochs for c in configs)
     assert searcher.suggest("t6") == Searcher.FINISHED
     for i, config in enumerate(configs):
-        searcher.on_trial_complete(f"t{i}", {"val_accuracy": 0.5, **config})
+        searcher.on_trial_complete(f"t{i}", {"val_accuracy": 0.5, "step": 64, "total_steps": 64, **config})
+
+
+def _result(value: float, step: int, total_steps: int = 64, **changes) -> dict:
+    return {"val_accuracy": value, "step": step, "total_steps": total_steps, "diverged": False, "out_of_memory": "",
+            **changes}
+
+
+def test_trials_asha_stopped_reach_their_study_as_pruned_with_their_evaluations():
+    space = spaces.load("gemma2", "bt", "tiny")
+    searcher = PerModelSearcher(["a"], space.distributions(), samples_per_model=4, seed=0)
+    for trial_id in ("stopped", "finished", "diverged"):
+        searcher.suggest(trial_id)
+        searcher.on_trial_result(trial_id, _result(0.80, 16))
+    searcher.on_trial_result("stopped", _result(0.84, 32))
+    searcher.on_trial_complete("stopped", _result(0.84, 32))  # ASHA stopped it at step 32 of 64
+    searcher.on_trial_result("finished", _result(0.90, 64))
+    searcher.on_trial_complete("finished", _result(0.90, 64))
+    searcher.on_trial_complete("diverged", _result(0.80, 17, diverged=True))
+    stopped, finished, diverged = searcher.studies["a"].trials
+    assert stopped.state == TrialState.PRUNED and stopped.intermediate_values == {16: 0.80, 32: 0.84}
+    assert finished.state == TrialState.COMPLETE and finished.value == 0.90
+    assert finished.intermediate_values == {16: 0.80, 64: 0.90}
+    assert diverged.state == TrialState.FAIL
+
+
+def test_telling_the_last_point_of_a_grid_ends_no_sweep_by_itself():
+    """Optuna's BruteForceSampler stops its study once the grid is exhausted, which raises outside
+    study.optimize; the searcher tells the trial all the same, once, however often Tune repeats a completion."""
+    space = spaces.load("gemma2", "bt", "tiny", name="rewardbench2")
+    searcher = PerModelSearcher(["a"], space.distributions(), space.grid_size(), seed=0, grid=True)
+    for index in range(space.grid_size()):
+        searcher.suggest(f"t{index}")
+    for index in range(space.grid_size()):
+        searcher.on_trial_complete(f"t{index}", _result(0.9, 64))
+    searcher.on_trial_complete("t0", _result(0.9, 64))
+    assert [trial.state for trial in searcher.studies["a"].trials] == [TrialState.COMPLETE] * space.grid_size()
+
+
+def test_an_interrupted_runs_ledger_is_told_to_the_studies_as_it_ended():
+    space = spaces.load("gemma2", "bt", "tiny", name="rewardbench2")
+    lr, epochs = space.lr, space.epochs
+    finished = [{"model": "a", "lr": lr[0], "epochs": epochs[0], "status": "completed", "best_val_accuracy": 0.9,
+                 "steps": 64},
+                {"model": "a", "lr": lr[1], "epochs": epochs[0], "status": "stopped_early", "best_val_accuracy": 0.7,
+                 "steps": 32}]
+    interrupted = [{"model": "a", "trial_id": "old1", "lr": lr[2], "epochs": epochs[1], "status": "interrupted",
+                    "best_val_accuracy": 0.8, "steps": 48}]
+    searcher = PerModelSearcher(["a"], space.distributions(), 4, seed=0, grid=True, finished=finished,
+                                interrupted=interrupted)
+    states = {(t.params["lr"], t.state): t.intermediate_values for t in searcher.studies["a"].trials}
+    assert states == {(lr[2], TrialState.PRUNED): {48: 0.8}, (lr[0], TrialState.COMPLETE): {},
+                      (lr[1], TrialState.PRUNED): {32: 0.7}}
 
 
 def test_tpe_samples_at_random_for_half_a_models_trials_then_guides(monkeypatch):
@@ -94,10 +147,12 @@ def test_grid_sampling_walks_every_point_once_per_model():
 def test_a_resumed_grid_searcher_continues_the_interrupted_trials_and_never_repeats_a_point():
     space = spaces.load("gemma2", "bt", "tiny", name="rewardbench2")  # 3 lr x 3 epochs
     lr, epochs = space.lr, space.epochs
-    finished = [{"model": "a", "lr": lr[0], "epochs": epochs[0], "status": "completed", "best_val_accuracy": 0.9},
-                {"model": "a", "lr": lr[1], "epochs": epochs[2], "status": "diverged", "best_val_accuracy": None}]
+    finished = [{"model": "a", "lr": lr[0], "epochs": epochs[0], "status": "completed", "best_val_accuracy": 0.9,
+                 "steps": 64},
+                {"model": "a", "lr": lr[1], "epochs": epochs[2], "status": "diverged", "best_val_accuracy": None,
+                 "steps": 3}]
     interrupted = [{"model": "a", "trial_id": "old1", "lr": lr[2], "epochs": epochs[1], "status": "running",
-                    "best_val_accuracy": 0.7}]
+                    "best_val_accuracy": 0.7, "steps": 32}]
     searcher = PerModelSearcher(["a", "b"], space.distributions(), space.grid_size(), seed=0, grid=True,
                                 finished=finished, interrupted=interrupted)
     configs = [searcher.suggest(f"t{i}") for i in range(2 * space.grid_size() - 2)]
@@ -180,8 +235,9 @@ def test_tpe_on_a_list_of_points_does_not_rerun_a_point_while_new_ones_remain():
 def test_a_trial_resumed_before_its_first_evaluation_keeps_its_ledger_row(tmp_path):
     """Interrupted before it had evaluated (no best score yet, None in the resumed ledger): its first result
     after the resume is its best so far, with that result's checkpoint."""
-    rows = []
-    aggregator = SimpleNamespace(trial_progress=SimpleNamespace(remote=rows.append))
+    rows, evaluations = [], []
+    aggregator = SimpleNamespace(trial_progress=SimpleNamespace(
+        remote=lambda row, evaluation=None: rows.append(row) or evaluations.append(evaluation)))
     interrupted = {"trial_id": "old1", "wall_seconds": 12.0, "best_val_accuracy": None, "checkpoint": None}
     callback = progress.LedgerCallback(aggregator, total_trials=1, placements={"a": Placement(1, 1.0, 0.0, "ddp")},
                                     checkpoints=storage.Location(tmp_path), interrupted=[interrupted])
@@ -190,11 +246,12 @@ def test_a_trial_resumed_before_its_first_evaluation_keeps_its_ledger_row(tmp_pa
     result = {"step": 16, "total_steps": 64, "train_truncated": 0, "train_dropped": 0, "diverged": False,
               "out_of_memory": "", "nodes": "n1", "tokens_per_second": 100.0, "gradient_checkpointing": False,
               "startup_seconds": 1.0, "eval_seconds": 0.5, "loop_seconds": 5.0, search.METRIC: 0.8,
-              progress.CHECKPOINT_PATH_KEY: str(tmp_path / "checkpoint_000000")}
+              "tokens_trained": 1000, progress.CHECKPOINT_PATH_KEY: str(tmp_path / "checkpoint_000000")}
     callback.on_trial_result(0, [], trial, result)
     assert rows[-1]["trial_id"] == "old1" and rows[-1]["best_val_accuracy"] == 0.8
     assert rows[-1]["checkpoint"] == storage.Location(tmp_path).address_of(str(tmp_path / "checkpoint_000000"))
     assert rows[-1]["wall_seconds"] >= 12.0
+    assert evaluations[-1]["trial_id"] == "old1" and evaluations[-1]["step"] == 16  # its curve goes on too
 
 
 def test_trials_hand_ray_train_the_sweep_settings_unless_the_environment_sets_them(monkeypatch):

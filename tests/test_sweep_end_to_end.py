@@ -63,6 +63,13 @@ def test_bradley_terry_sweep_of_a_family(local_ray, tmp_path, monkeypatch, capfd
     assert len(list((tmp_path / "token_cache").glob("*.parquet"))) == 2
     assert trials["tokens_per_second"].gt(0).all() and trials["nodes"].notna().all()
     assert list((run_dir / "tune").rglob("events.out.tfevents.*"))  # TensorBoard: tensorboard --logdir <run>/tune
+    # Every evaluation of every trial: each trial's curve ends at its ledger row's step and peaks at its best.
+    curves = pd.read_parquet(run_dir / "curves.parquet")
+    for trial_id, curve in curves.groupby("trial_id"):
+        row = trials.set_index("trial_id").loc[trial_id]
+        assert curve["step"].is_monotonic_increasing and curve["step"].iloc[-1] == row["steps"]
+        assert curve["val_accuracy"].max() == row["best_val_accuracy"] and curve["tokens"].is_monotonic_increasing
+    assert set(curves["trial_id"]) == set(trials["trial_id"])
     sweep = json.loads((run_dir / "sweep.json").read_text())
     assert sweep["seed"] == sweep["data_seed"] == 0 and "ray" in sweep["versions"] and sweep["wall_seconds"] > 0
     assert sweep["hf_token"] == "<redacted>"

@@ -362,9 +362,15 @@ def test_a_trial_resumed_from_a_checkpoint_ends_as_if_never_interrupted(tmp_path
     same weights as an uninterrupted run: optimizer, schedule, step, RNG and the data order all carry over."""
     config = CONFIG.replace(rm_type="bnrm", lr=3e-3, eval_every=4)  # 512 / 32 = 16 steps: evaluations at 4, 8, 12, 16
     records = {"train": DATA["bt"].train[:512], "validation": DATA["bt"].validation[:64]}
+
+    def keep(reports: list, prefix: str):
+        def report(metrics, checkpoint):
+            copy = checkpoint and shutil.copytree(checkpoint, tmp_path / f"{prefix}-{metrics['step']}")
+            reports.append((metrics, copy))
+        return report
+
     whole = []
-    loop.fit_reward_model(config, records, lambda metrics, checkpoint: whole.append((metrics, checkpoint and shutil.copytree(
-        checkpoint, tmp_path / f"whole-{metrics['step']}"))))
+    loop.fit_reward_model(config, records, keep(whole, "whole"))
 
     def crash_after_step_8(metrics, checkpoint):
         if metrics["step"] == 8:
@@ -374,8 +380,7 @@ def test_a_trial_resumed_from_a_checkpoint_ends_as_if_never_interrupted(tmp_path
     with pytest.raises(_Crash):
         loop.fit_reward_model(config, records, crash_after_step_8)
     resumed = []
-    loop.fit_reward_model(config, records, lambda metrics, checkpoint: resumed.append((metrics, checkpoint and shutil.copytree(
-        checkpoint, tmp_path / f"resumed-{metrics['step']}"))), resume_from=tmp_path / "at-8")
+    loop.fit_reward_model(config, records, keep(resumed, "resumed"), resume_from=tmp_path / "at-8")
     assert [m["step"] for m, _ in resumed] == [12, 16] and {m["resumed_from_step"] for m, _ in resumed} == {8}
     assert [m["val_accuracy"] for m, _ in resumed] == [m["val_accuracy"] for m, _ in whole[2:]]
     _, resumed_final = reward_model.load_checkpoint(resumed[-1][1])[:2]

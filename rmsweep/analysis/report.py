@@ -8,8 +8,8 @@ from rmsweep.sweep import ledger, storage
 BEST_COLUMNS = ["model", "size_group", "params_b", "best_lr", "best_epochs", "val_accuracy", "regression_weights",
                 *[column for columns in scoring.SCORE_COLUMNS.values() for column in columns.values()]]
 TRIAL_COLUMNS = ["model", "lr", "epochs", "status", "steps", "total_steps", "best_val_accuracy", "train_truncated",
-                 "train_dropped", "tokens_per_second", "startup_seconds", "eval_seconds", "ray_overhead_seconds", "gpus",
-                 "nodes", "wait_seconds", "held_seconds", "wall_seconds", "error"]
+                 "train_dropped", "tokens_per_second", "startup_seconds", "eval_seconds", "ray_overhead_seconds",
+                 "gpus", "nodes", "wait_seconds", "held_seconds", "wall_seconds", "error"]
 
 
 def _markdown(table: pd.DataFrame) -> str:

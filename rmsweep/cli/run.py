@@ -1,13 +1,15 @@
-"""Sweep every base model of a family: python -m rmsweep.run --family gemma2 --scale tiny
+"""Sweep base models: python -m rmsweep.run --family gemma2 --scale tiny (or --models NAME ...)
 
-Validates everything before any compute (flags, search space, every data row), runs one Ray Tune sweep
+Validates everything before any compute (flags, search space, every data row; --dry-run stops there and prints
+the plan), claims the run directory, runs one Ray Tune sweep
 (an Optuna study per base model, TPE or a grid; ASHA per base model; one Ray Train TorchTrainer per trial),
 scores each model's best checkpoint on the benchmarks, and leaves in <storage>/<name>/: trials.csv,
 best_per_model.csv, selector.json, report.md (+ plots), scores/ (per-completion scores) and sweep.json.
 
-Search spaces (--space NAME, in search_spaces/): default (a log-uniform lr range), paper-bt and
-paper-regression (the grids of arXiv 2505.10775), rewardbench2 (the grid and Tulu 3 + Skywork mix of
-RewardBench 2). Each names its data; --scale tiny swaps in the built-in corpus.
+Search spaces (--space NAME, in search_spaces/, or --space FILE.yaml): default (a log-uniform lr range),
+paper-bt and paper-regression (the grids of arXiv 2505.10775), rewardbench2 (the grid and Tulu 3 + Skywork mix
+of RewardBench 2). Each names its data; --scale tiny swaps in the built-in corpus. Ctrl-C stops the sweep at
+its trials' next evaluations; --resume continues it.
 """
 import json
 import logging
@@ -28,7 +30,7 @@ from rmsweep.sweep.plan import UsageError
 
 log = logging.getLogger("rmsweep.run")
 INTERRUPTED = 130  # the exit status of a program stopped by Ctrl-C
-OUTPUTS = ("trials.csv", "best_per_model.csv", "selector.json", "report.md", "scores/", "sweep.json")
+OUTPUTS = ("trials.csv", "curves.parquet", "best_per_model.csv", "selector.json", "report.md", "scores/", "sweep.json")
 
 
 def print_families() -> None:

@@ -12,7 +12,7 @@ A data spec (the `data:` section of a search space) names the sources of each ro
     train: [{source: tulu3-preference, weight: 1.0}, {source: skywork-80k-v0.2, weight: 0.5}]
     validation: [{source: helpsteer2-preference, split: validation}]   # or `holdout: 0.02` of train
     eval: [rewardbench, rewardbench2]
-or `data: builtin`, the offline corpus of `synthetic.py`. A source entry may carry `path:` (a local copy);
+or `data: builtin`, the offline corpus of `builtin_corpus.py`. A source entry may carry `path:` (a local copy);
 `--data-dir DIR` looks for DIR/<source key> (a folder, or a .jsonl/.json/.parquet/.csv file) instead of the hub.
 """
 import math

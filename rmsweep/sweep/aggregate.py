@@ -77,6 +77,7 @@ class Aggregator:
         # In a list so that Ray passes the reference on to the scoring tasks instead of resolving it here.
         self._evaluation = evaluation_ref[0]
         self._trials: list[dict] = list(finished)  # finished, including those of an interrupted run (--resume)
+        self._curves: list[dict] = ledger.read_curves(self._run_dir)  # an interrupted run's too
         self._running: dict[str, dict] = {}  # trial id -> latest progress row
         tags = {"run": sweep.name}
         self._trial_counts = Gauge("rmsweep_trials", "Trials of the sweep, by status", tag_keys=("run", "status"))
@@ -87,8 +88,11 @@ class Aggregator:
         for gauge in (self._trial_counts, self._best, self._throughput):
             gauge.set_default_tags(tags)
 
-    def trial_progress(self, row: dict) -> None:
+    def trial_progress(self, row: dict, evaluation: dict | None = None) -> None:
+        """A running trial's latest ledger row, and its evaluation's point on the trial's curve (curves.parquet)."""
         self._running[row["trial_id"]] = row
+        if evaluation is not None:
+            self._curves.append(evaluation)
         if row["tokens_per_second"] is not None:
             self._throughput.set(row["tokens_per_second"], {"model": row["model"], "trial": row["trial_id"]})
         self._write_ledger()
@@ -115,6 +119,8 @@ class Aggregator:
 
     def _write_ledger(self) -> None:
         table = ledger.write(self._run_dir, [*self._trials, *self._running.values()], self._sweep.rm_type)
+        if self._curves:
+            ledger.write_curves(self._run_dir, self._curves)
         counts = table["status"].value_counts()
         for status in ledger.STATUSES:  # zeros too: the last running trial's end must bring "running" to 0
             self._trial_counts.set(int(counts.get(status, 0)), {"status": status})

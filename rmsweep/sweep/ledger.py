@@ -1,8 +1,8 @@
 """The trial ledger, `trials.csv`: one row per trial (running ones included), rewritten whole at every change.
 
-The one place that reads and writes it, and that says what it adds up to: the best trial per base model,
-the compute used, the trials finished and still expected. The aggregator, `rmsweep.status`, the report and
-`--resume` all go through here.
+Beside it, `curves.parquet`: every evaluation of every trial. This module is the one place that reads and
+writes them, and that says what they add up to: the best trial per base model, the compute used, the trials
+finished and still expected. The aggregator, `rmsweep.status`, the report and `--resume` all go through here.
 """
 import io
 import json
@@ -12,6 +12,8 @@ import pandas as pd
 from rmsweep.sweep import storage
 
 FILE = "trials.csv"
+CURVES = "curves.parquet"  # every evaluation of every trial: trial_id, model, lr, epochs, step, val_accuracy,
+# tokens (trained so far, all ranks), wall_seconds (since the trial started)
 STATUSES = ("running", "interrupted", "completed", "stopped_early", "diverged", "out_of_memory", "error")
 FAILED = ("error", "diverged", "out_of_memory")
 CONTINUED = ("running", "interrupted")  # what --resume continues from the trial's latest checkpoint
@@ -31,6 +33,20 @@ def read(run_dir: storage.Location) -> pd.DataFrame:
     if not run_dir.exists(FILE):
         return pd.DataFrame(columns=COLUMNS)
     return pd.read_csv(io.StringIO(run_dir.read_text(FILE)))
+
+
+def write_curves(run_dir: storage.Location, evaluations: list[dict]) -> None:
+    """Replace curves.parquet with these evaluations (one row each), written whole."""
+    buffer = io.BytesIO()
+    pd.DataFrame(evaluations).to_parquet(buffer, index=False)
+    run_dir.write_bytes(CURVES, buffer.getvalue())
+
+
+def read_curves(run_dir: storage.Location) -> list[dict]:
+    """The evaluations recorded so far (none before the first)."""
+    if not run_dir.exists(CURVES):
+        return []
+    return pd.read_parquet(io.BytesIO(run_dir.read_bytes(CURVES))).to_dict("records")
 
 
 def rows(table: pd.DataFrame) -> list[dict]:

@@ -8,7 +8,7 @@
   workers shard it with FSDP; otherwise they replicate it with DDP. Gradient checkpointing (`auto`) is turned
   on where that state and one micro-batch's activations (estimated from the model's layers and width, when its
   config could be read) would take more than 90% of each GPU; without the model's shape, where the state alone
-  takes more than half. A trial still turns it on itself when a step runs out of memory (see train.py).
+  takes more than half. A trial still turns it on itself when a step runs out of memory (see training/loop.py).
 Tiny twins are sized as what they are (well under a million parameters), not as the model they stand in for.
 
 The cluster is what is running now plus, on an autoscaling cluster, every node type the autoscaler may

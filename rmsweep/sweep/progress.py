@@ -109,7 +109,11 @@ class LedgerCallback(tune.Callback):
         if result.get(CHECKPOINT_PATH_KEY) and not result[METRIC] < state["best"]:  # not <: NaN at first
             state["checkpoint"] = self._checkpoints.address_of(result[CHECKPOINT_PATH_KEY])
         state["best"] = float(np.fmax(state["best"], result[METRIC]))  # fmax: the first result replaces NaN
-        self._aggregator.trial_progress.remote(self._row(trial, "running"))
+        row = self._row(trial, "running")
+        evaluation = {"trial_id": row["trial_id"], "model": row["model"], "lr": row["lr"], "epochs": row["epochs"],
+                      "step": result["step"], "val_accuracy": result[METRIC], "tokens": result["tokens_trained"],
+                      "wall_seconds": row["wall_seconds"]}
+        self._aggregator.trial_progress.remote(row, evaluation)
         self._show_progress(trials)
 
     def on_trial_complete(self, iteration, trials, trial, **info):

@@ -7,8 +7,8 @@ from collections import Counter
 
 import optuna
 from optuna.samplers import BruteForceSampler, TPESampler
+from optuna.trial import TrialState, create_trial
 from ray.tune.search import Searcher
-from ray.tune.search.optuna import OptunaSearch
 
 from rmsweep.sweep import interrupt
 
@@ -106,13 +106,32 @@ class ModelHalving(Allocation):
         self._spent += self._running.pop(trial_id)[1]
 
 
+def tell(study: optuna.Study, asked, value: float | None = None, state: TrialState = TrialState.COMPLETE) -> None:
+    """study.tell, where the grid's BruteForceSampler may stop the study once every point has been told: outside
+    study.optimize that raises, after the trial's state is stored; the allocation ends the sweep instead."""
+    try:
+        study.tell(asked, value, state=state)
+    except RuntimeError as error:
+        if "Study.stop" not in str(error):
+            raise
+
+
+def stopped_early(result: dict | None) -> bool:
+    """A trial's last result says it ended before its last step without diverging or running out of memory: ASHA
+    (or Ctrl-C) stopped it."""
+    return bool(result) and "total_steps" in result and result["step"] < result["total_steps"] and not (
+        result.get("diverged") or result.get("out_of_memory"))
+
+
 class PerModelSearcher(Searcher):
-    """One Optuna study per base model; which model gets the next trial is the allocation's choice (even, or
-    budget-aware: `ModelHalving`).
+    """One Optuna study per base model (ask and tell); which model gets the next trial is the allocation's choice
+    (even, or budget-aware: `ModelHalving`).
 
     Each study samples with TPE, or, with `grid`, walks every point of the (categorical) space in a random
     order: Optuna's BruteForceSampler, which knows the points tried by their values, so that told points are
-    never run again. A resumed sweep hands in its ledger: `finished` trials are told to their studies;
+    never run again. Every evaluation is reported to the trial's study as an intermediate value; a trial ASHA
+    stops is told as pruned (not as complete with its low-rung score), so TPE weighs it as a trial that did not
+    get to finish. A resumed sweep hands in its ledger: `finished` trials are told to their studies;
     `interrupted` ones are told as pruned at their best so far and handed out first, as they were, to continue
     from their checkpoints (their final result is told when they complete).
     """
@@ -121,6 +140,7 @@ class PerModelSearcher(Searcher):
                  grid: bool = False, finished: list[dict] = (), interrupted: list[dict] = (), allocation=None):
         super().__init__(metric=METRIC, mode=MODE)
         self.allocation = allocation or EvenAllocation(models, samples_per_model)
+        self._distributions = distributions
         # TPE samples at random until n_startup_trials have finished (Optuna's default is 10); with a few trials
         # per model that would be all of them, so half of each model's budget is spent exploring, the rest guided.
         startup = max(2, min(10, samples_per_model // 2))
@@ -132,29 +152,39 @@ class PerModelSearcher(Searcher):
                     return BruteForceSampler(seed=seed + index)
             return TPESampler(n_startup_trials=startup, seed=seed + index)
 
-        self._studies = {
-            model: OptunaSearch(space=distributions, metric=METRIC, mode=MODE, sampler=sampler(index))
-            for index, model in enumerate(models)
-        }
+        self.studies = {model: optuna.create_study(direction="maximize", sampler=sampler(index))
+                        for index, model in enumerate(models)}
         self._suggested = Counter(row["model"] for row in [*finished, *interrupted])
         self._model_of_trial = {}
-        self._study_trial = {}  # Tune trial id -> the id its study knows it by
+        self._asked = {}  # Tune trial id -> the study's trial
+        self._reported = {}  # Tune trial id -> the steps reported to its study's trial
         self._point_of_trial = {}  # Tune trial id -> (lr, epochs)
-        # Per model, each (lr, epochs) run or running -> its best validation accuracy (None while it runs).
+        # Per model, each (lr, epochs) run or running -> how it ended, (value, step, pruned); None while it runs.
         self._tried = {model: {} for model in models}
         for row in [*interrupted, *finished]:
-            self._tried[row["model"]][(row["lr"], row["epochs"])] = row["best_val_accuracy"]
-        for row in finished:
-            self._studies[row["model"]].add_evaluated_point(
-                {"lr": row["lr"], "epochs": row["epochs"]}, row["best_val_accuracy"],
-                error=row["status"] in ("error", "diverged", "out_of_memory"))
-        for row in interrupted:
-            self._studies[row["model"]].add_evaluated_point(
-                {"lr": row["lr"], "epochs": row["epochs"]}, row["best_val_accuracy"], pruned=True,
-                intermediate_values=[row["best_val_accuracy"]] if row["best_val_accuracy"] is not None else None)
+            pruned = row in interrupted or row["status"] == "stopped_early"
+            self._tell_ledger_row(row, pruned)
+            if row in finished and row["best_val_accuracy"] is not None:
+                self._tried[row["model"]][(row["lr"], row["epochs"])] = (row["best_val_accuracy"], row["steps"],
+                                                                         pruned)
+            else:
+                self._tried[row["model"]][(row["lr"], row["epochs"])] = None
         self._to_resume = [{"model": row["model"], "lr": row["lr"], "epochs": row["epochs"],
                             "resume_trial_id": row["trial_id"]} for row in interrupted]
         self._resumed = {}  # Tune trial id -> config, for trials the studies did not suggest
+
+    def _tell_ledger_row(self, row: dict, pruned: bool) -> None:
+        """A trial of an interrupted run, told to its model's study as what it was."""
+        best, params = row["best_val_accuracy"], {"lr": row["lr"], "epochs": row["epochs"]}
+        if row["status"] in ("error", "diverged", "out_of_memory") or best is None:
+            state, value, intermediate = TrialState.FAIL, None, None
+        elif pruned:
+            state, value, intermediate = TrialState.PRUNED, None, {int(row["steps"] or 0): best}
+        else:
+            state, value, intermediate = TrialState.COMPLETE, best, None
+        self.studies[row["model"]].add_trial(create_trial(state=state, value=value, params=params,
+                                                          distributions=self._distributions,
+                                                          intermediate_values=intermediate))
 
     def set_search_properties(self, metric, mode, config, **spec) -> bool:
         return True  # metric, mode and space are fixed at construction
@@ -178,35 +208,65 @@ class PerModelSearcher(Searcher):
         """The study's next point, not one this model already ran: training is deterministic, so a repeat would
         only cost compute. A repeated suggestion is told its known result (or as failed while that trial still
         runs) and the study asked again; after MAX_REPEATS, or when every point has run, the repeat stands."""
-        study, tried = self._studies[model], self._tried[model]
+        study, tried = self.studies[model], self._tried[model]
         for attempt in range(MAX_REPEATS + 1):
-            study_trial = trial_id if attempt == 0 else f"{trial_id}-repeat{attempt}"
-            point = study.suggest(study_trial)
-            key = (point["lr"], point["epochs"])
+            asked = study.ask(self._distributions)
+            key = (asked.params["lr"], asked.params["epochs"])
             if key not in tried or attempt == MAX_REPEATS:
                 break
-            study.on_trial_complete(study_trial, result={METRIC: tried[key]} if tried[key] is not None else None,
-                                    error=tried[key] is None)
+            self._tell_known(study, asked, tried[key])
         tried.setdefault(key, None)
-        self._study_trial[trial_id] = study_trial
+        self._asked[trial_id], self._reported[trial_id] = asked, set()
         self._point_of_trial[trial_id] = key
-        return point
+        return dict(asked.params)
+
+    @staticmethod
+    def _tell_known(study, asked, outcome) -> None:
+        """A repeated suggestion told what the point's earlier trial gave (failed while that one still runs)."""
+        if outcome is None:
+            tell(study, asked, state=TrialState.FAIL)
+            return
+        value, step, pruned = outcome
+        if pruned:
+            asked.report(value, step=int(step))
+            tell(study, asked, state=TrialState.PRUNED)
+        else:
+            tell(study, asked, value)
+
+    def _report(self, trial_id: str, result: dict) -> None:
+        if result["step"] not in self._reported[trial_id]:  # a trial resumed at its last step reports it again
+            self._reported[trial_id].add(result["step"])
+            self._asked[trial_id].report(result[METRIC], step=result["step"])
 
     def on_trial_result(self, trial_id: str, result: dict) -> None:
         if trial_id not in self._resumed:
-            self._studies[self._model_of_trial[trial_id]].on_trial_result(self._study_trial[trial_id], result)
+            self._report(trial_id, result)
             self.allocation.on_result(trial_id, result)
 
     def on_trial_complete(self, trial_id: str, result=None, error: bool = False) -> None:
-        study = self._studies[self._model_of_trial[trial_id]]
-        if trial_id not in self._resumed:
-            study.on_trial_complete(self._study_trial.pop(trial_id), result=result, error=error)
-            self.allocation.on_complete(trial_id, result)
+        study = self.studies[self._model_of_trial[trial_id]]
+        if trial_id in self._resumed:
             if result and not error:
-                self._tried[self._model_of_trial[trial_id]][self._point_of_trial[trial_id]] = result[METRIC]
-        elif result and not error:
-            config = self._resumed[trial_id]
-            study.add_evaluated_point({"lr": config["lr"], "epochs": config["epochs"]}, result[METRIC])
+                config = self._resumed[trial_id]
+                study.add_trial(create_trial(value=result[METRIC], params={"lr": config["lr"],
+                                                                           "epochs": config["epochs"]},
+                                             distributions=self._distributions))
+            return
+        if trial_id not in self._asked:  # told already (Tune may repeat a completion)
+            return
+        asked, point = self._asked[trial_id], self._point_of_trial[trial_id]
+        tried = self._tried[self._model_of_trial[trial_id]]
+        if error or not result or result.get("diverged") or result.get("out_of_memory"):
+            tell(study, asked, state=TrialState.FAIL)
+        elif stopped_early(result):  # told as pruned, with the evaluations it reported
+            self._report(trial_id, result)
+            tell(study, asked, state=TrialState.PRUNED)
+            tried[point] = (result[METRIC], result["step"], True)
+        else:
+            tell(study, asked, result[METRIC])
+            tried[point] = (result[METRIC], result["step"], False)
+        del self._asked[trial_id], self._reported[trial_id]
+        self.allocation.on_complete(trial_id, result)
 
     def save(self, checkpoint_path: str) -> None:
         with open(checkpoint_path, "wb") as handle:

@@ -53,6 +53,7 @@ class Trial:
     total_steps: int
     step: int = 0
     best_accuracy: float = float("-inf")
+    tokens_trained: int = 0  # real tokens over every rank and step so far (the curve's x for throughput)
     resumed_from_step: int = 0
     recent_losses: list = field(default_factory=list)
 
@@ -129,6 +130,7 @@ def restore(trial: Trial, checkpoint: Path) -> None:
         torch.cuda.set_rng_state(state["cuda_rng"], trial.device)
     trial.step = trial.resumed_from_step = state["step"]
     trial.best_accuracy = state["best_accuracy"]
+    trial.tokens_trained = state.get("tokens_trained", 0)  # absent in checkpoints of older rmsweep
 
 
 def remaining_steps(trial: Trial):
@@ -225,13 +227,15 @@ def evaluate(trial: Trial, epoch: int, diverged: bool, out_of_memory: str) -> di
         accuracy = max(trial.best_accuracy, 0.0) if stopped else validation_accuracy(trial)
     if not stopped:
         trial.best_accuracy = max(trial.best_accuracy, accuracy)
+    tokens = int(distributed.sum_across_ranks(timers.tokens)[0])
+    trial.tokens_trained += tokens
     metrics = {
         "step": trial.step, "total_steps": trial.total_steps, "epoch": epoch + 1, "val_accuracy": accuracy,
         "best_val_accuracy": accuracy if stopped else trial.best_accuracy,
         "train_loss": sum(trial.recent_losses) / len(trial.recent_losses) if trial.recent_losses else float("nan"),
         "train_truncated": trial.train.truncated, "train_dropped": trial.train.dropped,
         "validation_dropped": trial.validation.dropped, "diverged": diverged, "out_of_memory": out_of_memory,
-        "tokens_per_second": distributed.sum_across_ranks(timers.tokens)[0] / timers.training_seconds,
+        "tokens_per_second": tokens / timers.training_seconds, "tokens_trained": trial.tokens_trained,
         "resumed_from_step": trial.resumed_from_step, "startup_seconds": timers.startup_seconds,
         "eval_seconds": timers.eval_seconds, "padding_free": trial.padding_free,
         "gradient_checkpointing": trial.checkpointing,
@@ -256,7 +260,8 @@ def save_checkpoint(trial: Trial, metrics: dict, report) -> None:
         if torch.device(trial.device).type == "cuda":
             rng["cuda_rng"] = torch.cuda.get_rng_state(trial.device)
         torch.save({"optimizer": optimizer_state, "schedule": trial.schedule.state_dict(), "step": trial.step,
-                    "best_accuracy": trial.best_accuracy, **rng}, Path(directory) / TRAINER_STATE)
+                    "best_accuracy": trial.best_accuracy, "tokens_trained": trial.tokens_trained, **rng},
+                   Path(directory) / TRAINER_STATE)
         report(metrics, directory)
 
 
