@@ -1,6 +1,12 @@
 """Shared fixtures: one local Ray instance per test module that needs one, and a small SweepConfig."""
 import pytest
 
+
+def pytest_collection_modifyitems(items):
+    """Tests that fork (two training ranks from this process) run first: a fork of a process that has run Ray
+    carries its gRPC threads' state into the child, which can abort it."""
+    items.sort(key=lambda item: item.get_closest_marker("forks") is None)
+
 from rmsweep.config import SweepConfig
 from rmsweep.data import registry
 from rmsweep.sweep import placement, spaces

@@ -22,19 +22,33 @@ def test_list_families(tmp_path):
     assert "gemma2" in result.stdout and "google/gemma-2-2b-it" in result.stdout
 
 
+# Run as a user's shell runs them, in a fresh process: argparse's own errors, the hub, pyarrow's filesystems.
 @pytest.mark.parametrize("args, message", [
     (["--family", "gema2", "--scale", "tiny"], "unknown family 'gema2'; did you mean 'gemma2'?"),
+    (["--family", "gemma2", "--scale", "tiny", "--storage", "/proc/rmsweep"], "storage /proc/rmsweep is not writable"),
+    (["--family", "gemma2", "--scale", "tiny", "--rm-type", "nosuch"], "argument --rm-type: invalid choice"),
+    (["--family", "gemma2", "--scale", "tiny", "--seed", "notanumber"], "argument --seed: invalid int value"),
+    (["--family", "gemma2"], "--scale tiny"),  # real checkpoints, hub unreachable
+    (["--family", "gemma2", "--scale", "tiny", "--storage", "ftp://host/runs"], "Unrecognized filesystem type"),
+    (["--family", "gemma2", "--scale", "tiny", "--storage", "hdfs://nowhere:1/runs"], "storage hdfs://nowhere:1/runs"),
+])
+def test_bad_input_exits_2_with_one_line_and_writes_nothing(tmp_path, args, message):
+    storage = [] if "--storage" in args else ["--storage", str(tmp_path / "runs")]
+    result = run_cli(*args, *storage, cwd=tmp_path, env={"HF_HUB_OFFLINE": "1"})
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.count("\n") == 1 and message in result.stderr
+    assert not (tmp_path / "runs").exists()
+
+
+# The same checks through `run.main` in this process (a fresh one per case would cost seconds each).
+@pytest.mark.parametrize("args, message", [
     (["--family", "gemma2", "--models", "Qwen2.5-7B-Instruct", "--scale", "tiny"], "is not in family"),
     (["--family", "gemma2", "--scale", "tiny", "--num-samples", "0"], "--num-samples must be positive"),
     (["--family", "gemma2", "--scale", "tiny", "--workers-per-trial", "3"], "not a multiple"),
     (["--scale", "tiny"], "--family (or --models) is required"),
-    (["--family", "gemma2", "--scale", "tiny", "--storage", "/proc/rmsweep"], "storage /proc/rmsweep is not writable"),
-    (["--family", "gemma2", "--scale", "tiny", "--rm-type", "nosuch"], "argument --rm-type: invalid choice"),
-    (["--family", "gemma2", "--scale", "tiny", "--seed", "notanumber"], "argument --seed: invalid int value"),
     (["--family", "gemma2", "--scale", "tiny", "--data-dir", "."], "--data-dir has no effect with --scale tiny"),
     (["--family", "gemma2", "--scale", "tiny", "--model-dir", "."], "--model-dir has no effect with --scale tiny"),
     (["--family", "gemma2", "--scale", "tiny", "--space", "my.yaml"], "no search space file my.yaml"),
-    (["--family", "gemma2"], "--scale tiny"),  # real checkpoints, hub unreachable
     (["--family", "gemma2", "--scale", "tiny", "--rm-type", "regression", "--bt-loss", "scaled"],
      "apply to bt and bnrm"),
     (["--family", "gemma2", "--scale", "tiny", "--space", "paper-dpo"], "no search space 'paper-dpo'"),
@@ -47,14 +61,16 @@ def test_list_families(tmp_path):
     (["--family", "gemma2", "--scale", "tiny", "--max-failures", "-1"], "--max-failures must be >= 0"),
     (["--family", "gemma2", "--scale", "tiny", "--gpu-memory-gb", "0"], "--gpu-memory-gb must be positive"),
     (["--family", "gemma2", "--scale", "tiny", "--gpus-per-worker", "-1"], "--gpus-per-worker must be >= 0"),
-    (["--family", "gemma2", "--scale", "tiny", "--storage", "ftp://host/runs"], "Unrecognized filesystem type"),
-    (["--family", "gemma2", "--scale", "tiny", "--storage", "hdfs://nowhere:1/runs"], "storage hdfs://nowhere:1/runs"),
+    (["--family", "gemma2", "--scale", "tiny", "--max-concurrent-trials", "0"], "--max-concurrent-trials must be"),
 ])
-def test_bad_input_exits_2_with_one_line_and_writes_nothing(tmp_path, args, message):
-    storage = [] if "--storage" in args else ["--storage", str(tmp_path / "runs")]
-    result = run_cli(*args, *storage, cwd=tmp_path, env={"HF_HUB_OFFLINE": "1"})
-    assert result.returncode == 2, result.stderr
-    assert result.stderr.count("\n") == 1 and message in result.stderr
+def test_bad_input_exits_2_with_one_line_and_writes_nothing_in_process(tmp_path, monkeypatch, capsys, args,
+                                                                       message):
+    from rmsweep.cli import run
+
+    monkeypatch.chdir(tmp_path)
+    assert run.main([*args, "--storage", str(tmp_path / "runs")]) == 2
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1 and message in error
     assert not (tmp_path / "runs").exists()
 
 

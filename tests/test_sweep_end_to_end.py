@@ -84,7 +84,7 @@ def test_bradley_terry_sweep_of_a_family(local_ray, tmp_path, monkeypatch, capfd
 def test_regression_sweep_with_two_data_parallel_workers(local_ray, tmp_path):
     # Two workers per trial run DDP over gloo; train.py checks every rank holds the trial's one sample.
     status = run.main(["--family", "qwen2.5", "--models", "Qwen2.5-0.5B-Instruct", "--scale", "tiny", "--rm-type",
-                       "regression", "--num-samples", "2", "--workers-per-trial", "2", "--cpus-per-worker", "0.5",
+                       "regression", "--num-samples", "1", "--workers-per-trial", "2", "--cpus-per-worker", "0.5",
                        "--keep-checkpoints", "all", "--storage", str(tmp_path)])
     assert status == 0
     trials, best = _outputs(tmp_path / "qwen2.5-regression-tiny")
@@ -92,7 +92,7 @@ def test_regression_sweep_with_two_data_parallel_workers(local_ray, tmp_path):
     # leave one more than the ledger counts).
     kept = len(list((tmp_path / "qwen2.5-regression-tiny" / "checkpoints").rglob("model.safetensors")))
     assert kept >= (trials["steps"] // 16).sum() > len(trials)
-    assert len(trials) == 2 and set(trials["rm_type"]) == {"regression"}
+    assert len(trials) == 1 and set(trials["rm_type"]) == {"regression"}
     assert set(trials["status"]) <= {"completed", "stopped_early"}
     assert best.loc[0, "val_accuracy"] >= 0.91 and best.loc[0, "rewardbench"] >= 0.92  # it reaches 0.965, 0.973
     # The attribute weights were searched on the validation pairs, and do at least as well there as the vector

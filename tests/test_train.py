@@ -303,6 +303,7 @@ def _train_on_two_ranks(tmp_path, strategy, **overrides):
                                           nprocs=2, start_method="fork")
 
 
+@pytest.mark.forks
 def test_data_parallel_ranks_train_one_model(tmp_path):
     """Two DDP ranks see different halves of each batch; synced gradients keep their weights identical."""
     _train_on_two_ranks(tmp_path, "ddp")
@@ -314,6 +315,7 @@ def test_data_parallel_ranks_train_one_model(tmp_path):
         torch.testing.assert_close(rank0[name], rank1[name], msg=name)
 
 
+@pytest.mark.forks
 def test_a_data_parallel_trial_out_of_memory_restarts_with_checkpointing_on(tmp_path, monkeypatch):
     """Rank 1 runs out of memory at step 3 without checkpointing: it leaves a file named after the model in the
     sweep's out_of_memory_dir and raises (Ray Train ends the group). The group started again (or any later trial
@@ -340,6 +342,7 @@ def test_a_data_parallel_trial_out_of_memory_restarts_with_checkpointing_on(tmp_
     assert reports[-1]["step"] == reports[-1]["total_steps"] == 4 and not reports[-1]["out_of_memory"]
 
 
+@pytest.mark.forks
 def test_fsdp_shards_train_the_same_model_as_ddp_replicas(tmp_path):
     """FSDP over two ranks (each holding half of every weight) takes the same steps as DDP, and gathers whole
     weights for the checkpoint; validation accuracy is counted over the same pairs."""
