@@ -46,6 +46,11 @@ class ModelSpec:
     def is_tiny(self) -> bool:
         return self.source == "tiny"
 
+    @classmethod
+    def from_record(cls, record: dict) -> "ModelSpec":
+        """Back from its JSON form (a checkpoint's rmsweep_meta.json), where tuples became lists."""
+        return cls(**{**record, "sizes": tuple(map(tuple, record.get("sizes", ())))})
+
 
 @dataclass(frozen=True)
 class TrainingSettings:
@@ -119,15 +124,6 @@ class TrainConfig:
                 "lr": self.lr, "epochs": self.epochs, "bt_variant": self.bt_variant,
                 "reward_centering": self.reward_centering, "regression_weights": list(self.regression_weights),
                 "strategy": self.strategy}
-
-
-def from_dict(cls, values: dict):
-    """Rebuild a config dataclass from its `asdict` form (JSON), nested dataclasses included."""
-    nested = {"model_spec": ModelSpec, "training": TrainingSettings}
-    return cls(**{key: from_dict(nested[key], value) if key in nested and isinstance(value, dict)
-                  else tuple(map(tuple, value)) if key in ("sizes", "data_fingerprints")
-                  else tuple(value) if isinstance(value, list) else value
-                  for key, value in values.items()})
 
 
 SAMPLERS = ("tpe", "grid")

@@ -4,7 +4,7 @@ from dataclasses import FrozenInstanceError, asdict
 
 import pytest
 
-from rmsweep.config import RESUME_FIELDS, ModelSpec, TrainConfig, TrainingSettings, from_dict
+from rmsweep.config import RESUME_FIELDS, ModelSpec, TrainConfig, TrainingSettings
 
 from conftest import sweep_config
 
@@ -45,7 +45,7 @@ def test_recipe_fields_can_be_replaced_by_name_and_configs_are_frozen():
 
 def test_a_model_spec_survives_the_checkpoint_metas_json():
     spec = ModelSpec("tiny", "qwen2", twin_seed=7, sizes=(("hidden_size", 128),))
-    assert from_dict(ModelSpec, json.loads(json.dumps(asdict(spec)))) == spec
+    assert ModelSpec.from_record(json.loads(json.dumps(asdict(spec)))) == spec
 
 
 def test_a_sweep_config_builds_each_trials_config_and_records_as_json(tmp_path):

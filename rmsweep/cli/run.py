@@ -175,11 +175,12 @@ def launch(sweep: SweepConfig, data: sources.Data, record: dict, rows: list[dict
             except KeyboardInterrupt:  # the second Ctrl-C
                 interrupt.request()
         if interrupt.requested():
-            headline = ray.get(aggregator.write_interrupted.remote(resume_command(argv)))
+            command = resume_command(argv)
+            headline = ray.get(aggregator.write_interrupted.remote(command))
             record["interrupted"] = time.strftime("%Y-%m-%dT%H:%M:%S")
             best = None
             log.info("%s; the ledger and report.md are in %s. Continue with:\n  %s", headline, sweep.run_dir,
-                     resume_command(argv))
+                     command)
         else:
             log.info("scoring each base model's best checkpoint and fitting the selector ...")
             best = ray.get(aggregator.finalize.remote())

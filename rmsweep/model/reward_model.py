@@ -13,7 +13,7 @@ from safetensors.torch import load_file
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 from transformers.utils import logging as transformers_logging
 
-from rmsweep.config import ModelSpec, from_dict
+from rmsweep.config import ModelSpec
 from rmsweep.data.tokenization import pad
 from rmsweep.model import heads, tiny
 
@@ -160,7 +160,7 @@ def load_checkpoint(directory: Path):
     one it was trained with.
     """
     meta = json.loads((Path(directory) / META_FILE).read_text())
-    spec = from_dict(ModelSpec, meta["model_spec"])
+    spec = ModelSpec.from_record(meta["model_spec"])
     trust_remote_code = spec.trust_remote_code
     if spec.is_tiny:
         tokenizer = tiny.tiny_tokenizer()

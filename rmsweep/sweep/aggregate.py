@@ -93,6 +93,7 @@ class Aggregator:
         self._running[row["trial_id"]] = row
         if evaluation is not None:
             self._curves.append(evaluation)
+            ledger.write_curves(self._run_dir, self._curves)
         if row["tokens_per_second"] is not None:
             self._throughput.set(row["tokens_per_second"], {"model": row["model"], "trial": row["trial_id"]})
         self._write_ledger()
@@ -119,8 +120,6 @@ class Aggregator:
 
     def _write_ledger(self) -> None:
         table = ledger.write(self._run_dir, [*self._trials, *self._running.values()], self._sweep.rm_type)
-        if self._curves:
-            ledger.write_curves(self._run_dir, self._curves)
         counts = table["status"].value_counts()
         for status in ledger.STATUSES:  # zeros too: the last running trial's end must bring "running" to 0
             self._trial_counts.set(int(counts.get(status, 0)), {"status": status})

@@ -18,7 +18,7 @@ def requested() -> bool:
 
 
 def request() -> None:
-    """What the first Ctrl-C does (tests call it directly)."""
+    """What the first Ctrl-C does; a second one (KeyboardInterrupt) marks the sweep interrupted too."""
     _requested.set()
 
 

@@ -10,7 +10,7 @@ from optuna.samplers import BruteForceSampler, TPESampler
 from optuna.trial import TrialState, create_trial
 from ray.tune.search import Searcher
 
-from rmsweep.sweep import interrupt
+from rmsweep.sweep import interrupt, ledger
 
 METRIC, MODE = "val_accuracy", "max"
 optuna.logging.set_verbosity(optuna.logging.WARNING)  # one line per study created is noise here
@@ -176,7 +176,7 @@ class PerModelSearcher(Searcher):
     def _tell_ledger_row(self, row: dict, pruned: bool) -> None:
         """A trial of an interrupted run, told to its model's study as what it was."""
         best, params = row["best_val_accuracy"], {"lr": row["lr"], "epochs": row["epochs"]}
-        if row["status"] in ("error", "diverged", "out_of_memory") or best is None:
+        if row["status"] in ledger.FAILED or best is None:
             state, value, intermediate = TrialState.FAIL, None, None
         elif pruned:
             state, value, intermediate = TrialState.PRUNED, None, {int(row["steps"] or 0): best}
