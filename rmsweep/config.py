@@ -13,6 +13,7 @@ from dataclasses import MISSING, asdict, dataclass, field, fields, replace
 RM_TYPES = ("bt", "regression", "bnrm")
 BT_VARIANTS = ("plain", "margin", "scaled")
 STRATEGIES = ("ddp", "fsdp")
+PRECISIONS = ("bf16-autocast", "bf16")
 AUTO = "auto"
 # Nemotron-4-340B's published attribute weights (helpfulness, correctness, coherence, complexity, verbosity): how a
 # regression RM's five outputs become one reward for validation during training.
@@ -88,6 +89,16 @@ class TrainConfig:
     strategy: str = _help("ddp (each worker holds the model) or fsdp (each holds a shard)", "ddp")
     padding_free: bool | str = _help("pack a micro-batch's sequences in one row; auto: where attention "
                                      "runs per packed sequence (flash-attention)", AUTO)
+    shared_prompt: bool | str = _help("compute a pair's prompt once for both responses, where the attention takes "
+                                      "custom masks (eager, SDPA) and gradient checkpointing is off; auto: so on "
+                                      "CPUs (measured slower on a GPU); on: fail where the attention takes none",
+                                      AUTO)
+    tokens_per_micro_batch: int | None = _help("micro-batches of as many examples as a forward pass of at most "
+                                               "this many tokens (padding included) holds, instead of "
+                                               "micro_batch_size examples; None: by examples", None)
+    precision: str = _help("on a GPU: bf16-autocast (fp32 weights and AdamW state) or bf16 (bf16 weights)",
+                           "bf16-autocast")
+    compile: bool = _help("torch.compile the model (dynamic shapes)", False)
     length_grouping: bool = _help("sort each step's examples by length and split where padding is least", True)
     gradient_checkpointing: bool | str = _help("recompute activations in backward; auto: from the first step "
                                                "that runs out of memory without it", AUTO)
@@ -102,7 +113,11 @@ class TrainConfig:
         _choose("bt_variant", self.bt_variant, BT_VARIANTS)
         _choose("strategy", self.strategy, STRATEGIES)
         _on_off_auto("padding_free", self.padding_free)
+        _on_off_auto("shared_prompt", self.shared_prompt)
         _on_off_auto("gradient_checkpointing", self.gradient_checkpointing)
+        _choose("precision", self.precision, PRECISIONS)
+        if self.tokens_per_micro_batch is not None and not self.tokens_per_micro_batch > 0:
+            raise ValueError(f"tokens_per_micro_batch must be positive, got {self.tokens_per_micro_batch!r}")
         if not (self.lr > 0 and isinstance(self.epochs, int) and self.epochs > 0):
             raise ValueError(f"lr and epochs must be positive, got lr={self.lr!r}, epochs={self.epochs!r}")
         if self.training.global_batch_size % self.training.micro_batch_size:
@@ -160,6 +175,11 @@ class SweepConfig:
     keep_checkpoints: str = _help("best, all or none: checkpoints left once trials finish", "best")
     max_failures: int = _help("restarts of a trial whose worker dies, each from its latest evaluation", 3)
     padding_free: bool | str = _help("True, False or auto (see TrainConfig)", AUTO)
+    shared_prompt: bool | str = _help("True, False or auto (see TrainConfig)", AUTO)
+    tokens_per_micro_batch: int | None = _help("tokens per forward pass (see TrainConfig); None: by examples",
+                                               None)
+    precision: str = _help("bf16-autocast or bf16 (see TrainConfig)", "bf16-autocast")
+    compile: bool = _help("torch.compile each trial's model", False)
     gradient_checkpointing: bool | str = _help("True, False or auto (see TrainConfig)", AUTO)
     token_cache: str | None = _help("folder of tokenized splits shared by trials and later sweeps", None)
     train_examples: int = _help("training rows after loading and mixing (steps per epoch follow from it)", 0)
@@ -190,7 +210,9 @@ class SweepConfig:
             model=model, model_spec=self.models[model], lr=lr, epochs=epochs, training=self.training,
             rm_type=self.rm_type, bt_variant=self.bt_variant, reward_centering=self.reward_centering,
             regression_weights=self.validation_weights, seed=self.seed, strategy=placement.strategy,
-            padding_free=self.padding_free, token_cache=self.token_cache, data_fingerprints=self.data_fingerprints,
+            padding_free=self.padding_free, shared_prompt=self.shared_prompt,
+            tokens_per_micro_batch=self.tokens_per_micro_batch, precision=self.precision, compile=self.compile,
+            token_cache=self.token_cache, data_fingerprints=self.data_fingerprints,
             out_of_memory_dir=out_of_memory_dir,
             # On where the placement turned it on; else as asked, where auto turns it on once a step runs out.
             gradient_checkpointing=placement.gradient_checkpointing or self.gradient_checkpointing,

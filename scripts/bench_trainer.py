@@ -3,21 +3,28 @@ batch, dtype and steps; each contender in its own process, one after the other.
 
     python scripts/bench_trainer.py                 # CPU
     python scripts/bench_trainer.py --device cuda --preset qwen2.5-1.5b
-        # bf16 on a GPU, a model of Qwen2.5-1.5B's shape; adds MFU (6 x params x tokens / time / peak)
+        # bf16 on a GPU, a model of Qwen2.5-1.5B's shape; adds MFU
 
-Data: preference pairs whose prompt + response lengths spread like HelpSteer2's (tens to 2,000 tokens,
-long-tailed; `builtin_corpus.long_tailed_pairs`); one epoch over exactly steps x batch pairs, so every contender
-trains on the same examples. Tokens/s counts real (non-pad) tokens of chosen and rejected, over the training
-loop only. Validation accuracy: every trained model scored the same way on the same held-out pairs.
+Data (`builtin_corpus.long_tailed_pairs`): conversations like HelpSteer2's: 29% multi-turn (its dataset card),
+1-3 earlier exchanges; user turns median 60 words, assistant turns and responses median 300, log-normal with long
+tails, at most --max-length tokens a side (one word, one token of the tiny word-level tokenizer). One epoch over
+exactly steps x batch pairs, so every contender trains on the same examples. Tokens/s counts the real (non-pad)
+tokens of chosen and rejected, prompt included on each side, over the training loop only; MFU counts the tokens
+each contender computed (a shared prompt once): 6 x parameters x those tokens/s over the peak, the peak measured
+by a bf16 matrix product in this run. Validation accuracy: every trained model scored the same way on the same
+held-out pairs.
 Contenders:
-- rmsweep: `loop.fit_reward_model` as a trial runs it (chosen and rejected in one pass, each step's examples
-  sorted by length and split where padding is least, padding-free where the attention supports it); also
-  without length grouping, forced padding-free, and with gradient checkpointing, to show what each does;
+- rmsweep: `loop.fit_reward_model` as a trial runs it with --tokens-per-micro-batch: each pair's prompt computed
+  once, then its chosen and rejected rests; each step's examples sorted by length and cut into forward passes
+  of at most that many tokens; then with fixed micro-batches (split where padding is least), without the shared
+  prompt, without sorting, with gradient checkpointing, and on a GPU with bf16 weights (fp32 otherwise, bf16
+  autocast);
 - TRL: `RewardTrainer` with `RewardConfig`, as its docs show, the same batch split (micro-batch x accumulation),
-  gradient checkpointing off (its default is on);
+  gradient checkpointing off (its default is on); skipped, and named, where trl or datasets is not installed;
 - plain: a PyTorch loop with right padding, random micro-batches, chosen and rejected in two passes.
 """
 import argparse
+import importlib.util
 import resource
 import tempfile
 import time
@@ -29,7 +36,7 @@ import pandas as pd
 import torch
 
 from rmsweep.config import ModelSpec, TrainConfig, TrainingSettings
-from rmsweep.data import batching, builtin_corpus, sources, tokenization
+from rmsweep.data import batching, builtin_corpus, packing, tokenization
 from rmsweep.model import reward_model
 from rmsweep.training import loop
 
@@ -38,11 +45,14 @@ from rmsweep.training import loop
 PRESETS = {
     "tiny": dict(hidden_size=128, intermediate_size=384, num_hidden_layers=2, num_attention_heads=4,
                  num_key_value_heads=2, head_dim=32, max_position_embeddings=4096),
+    "micro": dict(hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2,
+                  num_key_value_heads=1, head_dim=16, max_position_embeddings=4096),  # gpu_check.sh's dry mode
+    "qwen2.5-0.5b": dict(hidden_size=896, intermediate_size=4864, num_hidden_layers=24, num_attention_heads=14,
+                         num_key_value_heads=2, head_dim=64, max_position_embeddings=32768, rope_theta=1e6),
     "qwen2.5-1.5b": dict(hidden_size=1536, intermediate_size=8960, num_hidden_layers=28, num_attention_heads=12,
                          num_key_value_heads=2, head_dim=128, max_position_embeddings=32768, rope_theta=1e6),
 }
-DEFAULT_LR = {"tiny": 1e-3, "qwen2.5-1.5b": 1e-5}
-H100_BF16_PEAK_TFLOPS = 989.0  # dense
+DEFAULT_LR = {"tiny": 1e-3, "micro": 1e-3, "qwen2.5-0.5b": 1e-5, "qwen2.5-1.5b": 1e-5}
 
 
 def parse_args(argv=None):
@@ -52,23 +62,39 @@ def parse_args(argv=None):
     parser.add_argument("--batch", type=int, default=16, help="pairs per step (default: 16)")
     parser.add_argument("--micro-batch", type=int, default=4, help="pairs per forward pass (default: 4)")
     parser.add_argument("--max-length", type=int, default=2048)
+    parser.add_argument("--tokens-per-micro-batch", type=int,
+                        help="rmsweep's --tokens-per-micro-batch: tokens one forward pass computes, padding "
+                        "included (default: --max-length, one longest sequence)")
     parser.add_argument("--lr", type=float, help="default: 1e-3 for tiny, 1e-5 for qwen2.5-1.5b")
     parser.add_argument("--validation-pairs", type=int, default=256)
     parser.add_argument("--preset", choices=PRESETS, default="tiny",
                         help="model shape, random weights (default: tiny, %(tiny)s)" % {"tiny": PRESETS["tiny"]})
     parser.add_argument("--model", metavar="DIR", help="a base model checkpoint with its tokenizer, instead of a "
                         "preset")
-    parser.add_argument("--peak-tflops", type=float, default=H100_BF16_PEAK_TFLOPS,
-                        help="the GPU's dense bf16 peak, for MFU (default: H100's 989)")
+    parser.add_argument("--peak-tflops", type=float,
+                        help="the GPU's bf16 peak, for MFU (default: measured here by a bf16 matrix product)")
     parser.add_argument("--only", nargs="+", help="run only these contenders")
     args = parser.parse_args(argv)
     args.lr = args.lr or DEFAULT_LR[args.preset]
+    args.tokens_per_micro_batch = args.tokens_per_micro_batch or args.max_length
     return args
 
 
 def records(rows):
-    return [{"prompt": sources.user_prompt(r["prompt"]), "chosen": r["chosen"], "rejected": r["rejected"],
-             "margin": 1.0} for r in rows]
+    return [{"prompt": r["prompt"], "chosen": r["chosen"], "rejected": r["rejected"], "margin": 1.0} for r in rows]
+
+
+def measured_peak_tflops(size: int = 8192, repeats: int = 10) -> float:
+    """bf16 matrix-product throughput on this GPU: the mean of `repeats` products after three warm-ups."""
+    a, b = (torch.randn(size, size, device="cuda", dtype=torch.bfloat16) for _ in range(2))
+    for _ in range(3):
+        a @ b
+    torch.cuda.synchronize()
+    started = time.perf_counter()
+    for _ in range(repeats):
+        a @ b
+    torch.cuda.synchronize()
+    return 2 * size**3 * repeats / (time.perf_counter() - started) / 1e12
 
 
 def peak_memory_mb(device: str, baseline_kb: int) -> float:
@@ -91,14 +117,15 @@ def validation_accuracy(model, tokenizer, validation, max_length, device) -> flo
     return float((chosen[:, 0] > rejected[:, 0]).float().mean())
 
 
-def run_rmsweep(args, spec, data, length_grouping=True, padding_free="auto", gradient_checkpointing=False):
+def run_rmsweep(args, spec, data, **options):
+    """`options`: TrainConfig fields that differ from rmsweep's defaults (shared_prompt=False, ...)."""
     reports = []
     config = TrainConfig(
         model="bench", model_spec=spec, lr=args.lr, epochs=1,
         training=TrainingSettings(global_batch_size=args.batch, micro_batch_size=args.micro_batch, warmup_steps=1,
                                   eval_every=args.steps, max_length=args.max_length),
-        padding_free=padding_free, length_grouping=length_grouping, gradient_checkpointing=gradient_checkpointing,
-    )
+        gradient_checkpointing=False, tokens_per_micro_batch=args.tokens_per_micro_batch,
+    ).replace(**options)
     loop.fit_reward_model(config, data, lambda metrics, checkpoint: reports.append(metrics), device=args.device)
     final = reports[-1]
     # A trial that ran out of memory or diverged ends early and reports its best accuracy so far (0 before its
@@ -106,8 +133,9 @@ def run_rmsweep(args, spec, data, length_grouping=True, padding_free="auto", gra
     if final["out_of_memory"] or final["diverged"]:
         raise RuntimeError(f"stopped at step {final['step']} of {final['total_steps']}: "
                            f"{final['out_of_memory'] or 'diverged (non-finite loss)'}")
-    return {"tokens": args.train_tokens, "seconds": args.train_tokens / final["tokens_per_second"],
-            "val_accuracy": final["val_accuracy"], "padding_free": final["padding_free"]}
+    computed = args.computed_tokens if final["layout"] == "shared_prompt" else args.train_tokens
+    return {"tokens": args.train_tokens, "computed_tokens": computed,
+            "seconds": args.train_tokens / final["tokens_per_second"], "val_accuracy": final["val_accuracy"]}
 
 
 def run_plain(args, spec, data):
@@ -131,7 +159,7 @@ def run_plain(args, spec, data):
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
     seconds = time.perf_counter() - started
-    return {"tokens": tokens, "seconds": seconds,
+    return {"tokens": tokens, "computed_tokens": tokens, "seconds": seconds,
             "val_accuracy": validation_accuracy(model, tokenizer, data["validation"], args.max_length, args.device)}
 
 
@@ -167,20 +195,35 @@ def run_trl(args, spec, data):
     if len(trained) != len(dataset):  # it would cycle through fewer examples than the others trained on
         raise RuntimeError(f"TRL dropped {len(dataset) - len(trained)} pairs longer than max_length")
     tokens = sum(len(row["chosen_ids"]) + len(row["rejected_ids"]) for row in trained)
-    return {"tokens": tokens, "seconds": seconds,
+    return {"tokens": tokens, "computed_tokens": tokens, "seconds": seconds,
             "val_accuracy": validation_accuracy(trainer.model, tokenizer, data["validation"], args.max_length,
                                                 args.device)}
 
 
+def _rmsweep(**options):
+    return lambda args, spec, data: run_rmsweep(args, spec, data, **options)
+
+
 CONTENDERS = {
     "rmsweep": run_rmsweep,
-    "rmsweep, no length grouping": lambda args, spec, data: run_rmsweep(args, spec, data, length_grouping=False),
-    "rmsweep, padding-free": lambda args, spec, data: run_rmsweep(args, spec, data, padding_free=True),
-    "rmsweep, gradient checkpointing": lambda args, spec, data: run_rmsweep(args, spec, data,
-                                                                            gradient_checkpointing=True),
+    "rmsweep, fixed micro-batches": _rmsweep(tokens_per_micro_batch=None),
+    "rmsweep, no shared prompt": _rmsweep(shared_prompt=False),
+    "rmsweep, no length grouping": _rmsweep(tokens_per_micro_batch=None, length_grouping=False),
+    "rmsweep, gradient checkpointing": _rmsweep(gradient_checkpointing=True),
+    "rmsweep, bf16 weights": _rmsweep(precision="bf16"),
     "TRL RewardTrainer": run_trl,
     "plain PyTorch loop": run_plain,
 }
+GPU_ONLY = {"rmsweep, bf16 weights"}  # on the CPU there is no autocast to compare it with
+NEEDS = {"TRL RewardTrainer": ("trl", "datasets")}
+
+
+def runnable(name: str, device: str) -> str:
+    """Why a contender cannot run here, or ""."""
+    if name in GPU_ONLY and device != "cuda":
+        return "GPU only"
+    missing = [package for package in NEEDS.get(name, ()) if importlib.util.find_spec(package) is None]
+    return f"{' and '.join(missing)} not installed" if missing else ""
 
 
 def run_one(name, args, spec, data):
@@ -193,63 +236,96 @@ def run_one(name, args, spec, data):
     return {**figures, "peak_memory_mb": peak_memory_mb(args.device, baseline)}
 
 
-def main(argv=None):
-    args = parse_args(argv)
-    # Room for the chat template's tokens (TRL's rendering adds a few): no text is cut (rmsweep) or dropped
-    # (TRL filters out longer ones).
-    rows = builtin_corpus.long_tailed_pairs(args.steps * args.batch + args.validation_pairs, seed=0,
-                                       max_tokens=args.max_length - 32)
-    data = {"train": records(rows[: args.steps * args.batch]), "validation": records(rows[args.steps * args.batch:])}
-    # A real checkpoint (its tokenizer beside it), or a preset's shape with the word-level tokenizer.
-    spec = (ModelSpec(args.model, "") if args.model
-            else ModelSpec("tiny", "qwen2", sizes=tuple(PRESETS[args.preset].items())))
-    tokenizer, model = load(spec)
-    params = model.num_parameters()
-    del model  # each contender loads its own, in its own process
-    tokenized = tokenization.tokenize_pairs(tokenizer, data["train"], args.max_length)
-    lengths = batching.sequence_lengths(tokenized)
+def describe_data(args, tokenizer, train) -> str:
+    """The training pairs' length distributions; sets the token counts every contender is measured by."""
+    tokenized = tokenization.tokenize_pairs(tokenizer, train, args.max_length)
     # Real tokens of one epoch, as rmsweep's trainer tokenizes them: it reports tokens/s, not the count.
     args.train_tokens = sum(len(chosen) + len(rejected) for chosen, rejected in tokenized.sequences)
-    print(f"model: {params / 1e6:.1f}M parameters; {len(data['train'])} training pairs, longer side "
-          f"{np.percentile(lengths, 10):.0f} / {np.median(lengths):.0f} / {np.percentile(lengths, 90):.0f} / "
-          f"{lengths.max()} tokens (p10 / median / p90 / max); {args.steps} steps of {args.batch} pairs "
-          f"({args.micro_batch} per pass) on {args.device}", flush=True)
+    args.computed_tokens = int(batching.unit_lengths(tokenized).sum())  # a shared prompt computed once
+
+    def spread(values) -> str:
+        return " / ".join(f"{np.percentile(values, q):.0f}" for q in (10, 50, 90, 100))
+    prompts = [packing.shared_prefix_length(*pair) for pair in tokenized.sequences]
+    responses = [len(side) - prompt for pair, prompt in zip(tokenized.sequences, prompts) for side in pair]
+    turns = np.array([len(row["prompt"]) for row in train])
+    return (f"{len(train)} training pairs ({(turns > 1).mean():.0%} multi-turn); tokens p10 / median / p90 / max: "
+            f"prompt {spread(prompts)}, response {spread(responses)}; shared prompts save "
+            f"{1 - args.computed_tokens / args.train_tokens:.0%} of the tokens")
+
+
+def run_contenders(args, spec, data) -> dict:
     results = {}
     for name in args.only or CONTENDERS:
+        if why := runnable(name, args.device):
+            print(f"  {name}: skipped ({why})", flush=True)
+            continue
         with ProcessPoolExecutor(1, mp_context=get_context("spawn")) as pool:  # a fresh process each
             try:
                 results[name] = pool.submit(run_one, name, args, spec, data).result()
             except Exception as error:  # one contender's failure must not cost the others' figures
                 print(f"  {name}: failed, left out: {type(error).__name__}: {error}", flush=True)
                 continue
-        print(f"  {name}: {results[name]['tokens'] / results[name]['seconds']:,.0f} tokens/s", flush=True)
+        figures = results[name]
+        flops = 6 * args.params * figures["computed_tokens"] / figures["seconds"]
+        mfu = f", MFU {flops / (args.peak_tflops * 1e12):.1%}" if args.device == "cuda" else ""
+        print(f"  {name}: {figures['tokens'] / figures['seconds']:,.0f} tokens/s{mfu}, validation accuracy "
+              f"{figures['val_accuracy']:.3f}, peak memory {figures['peak_memory_mb']:,.0f} MB", flush=True)
+    return results
 
-    table = pd.DataFrame(results).T.drop(columns="padding_free", errors="ignore").astype(float)
-    table["tokens_per_second"] = table["tokens"] / table["seconds"]
-    if "TRL RewardTrainer" in table.index:
-        table["vs_TRL"] = table["tokens_per_second"] / table.loc["TRL RewardTrainer", "tokens_per_second"]
-    if args.device == "cuda":
-        table["MFU"] = 6 * params * table["tokens_per_second"] / (args.peak_tflops * 1e12)
-    print()
-    print(table.to_string(float_format=lambda x: f"{x:,.3g}"))
 
+def headline(table: pd.DataFrame) -> dict:
     def ratio(numerator: str, denominator: str, column="tokens_per_second"):
         if {numerator, denominator} <= set(table.index):
             return table.loc[numerator, column] / table.loc[denominator, column]
         return None
 
-    headline = {
+    return {
         "rmsweep_vs_trl": ratio("rmsweep", "TRL RewardTrainer"),
         "rmsweep_vs_plain": ratio("rmsweep", "plain PyTorch loop"),
-        "length_grouping_gain": ratio("rmsweep", "rmsweep, no length grouping"),
-        "padding_free_gain": ratio("rmsweep, padding-free", "rmsweep"),
+        "shared_prompt_gain": ratio("rmsweep", "rmsweep, no shared prompt"),
+        "token_budget_gain": ratio("rmsweep", "rmsweep, fixed micro-batches"),
+        "length_grouping_gain": ratio("rmsweep, fixed micro-batches", "rmsweep, no length grouping"),
+        "bf16_weights_gain": ratio("rmsweep, bf16 weights", "rmsweep"),
         "checkpointing_speed": ratio("rmsweep, gradient checkpointing", "rmsweep"),
         "checkpointing_memory": ratio("rmsweep, gradient checkpointing", "rmsweep", "peak_memory_mb"),
         **{f"{key}_val_accuracy": table["val_accuracy"].get(name) for key, name in
            (("rmsweep", "rmsweep"), ("trl", "TRL RewardTrainer"), ("plain", "plain PyTorch loop"))},
-        "rmsweep_mfu": table["MFU"].get("rmsweep") if "MFU" in table else None,
+        **({f"{key}_mfu": table["MFU"].get(name) for key, name in
+            (("rmsweep", "rmsweep"), ("fixed_micro_batches", "rmsweep, fixed micro-batches"),
+             ("trl", "TRL RewardTrainer"))}
+           if "MFU" in table else {}),
     }
-    print("RESULT " + " ".join(f"{key}={value:.3f}" for key, value in headline.items() if value is not None))
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    # Room for the chat template's tokens (TRL's rendering adds a few): no text is cut (rmsweep) or dropped
+    # (TRL filters out longer ones).
+    rows = builtin_corpus.long_tailed_pairs(args.steps * args.batch + args.validation_pairs, seed=0,
+                                            max_tokens=args.max_length - 32)
+    data = {"train": records(rows[: args.steps * args.batch]), "validation": records(rows[args.steps * args.batch:])}
+    # A real checkpoint (its tokenizer beside it), or a preset's shape with the word-level tokenizer.
+    spec = (ModelSpec(args.model, "") if args.model
+            else ModelSpec("tiny", "qwen2", sizes=tuple(PRESETS[args.preset].items())))
+    tokenizer, model = load(spec)
+    params = args.params = model.num_parameters()
+    del model  # each contender loads its own, in its own process
+    print(f"model: {params / 1e6:.1f}M parameters; {describe_data(args, tokenizer, data['train'])}; {args.steps} "
+          f"steps of {args.batch} pairs ({args.tokens_per_micro_batch} tokens per pass, or {args.micro_batch} pairs) on "
+          f"{args.device}", flush=True)
+    if args.device == "cuda" and not args.peak_tflops:
+        args.peak_tflops = measured_peak_tflops()
+        print(f"bf16 matrix-product peak measured: {args.peak_tflops:.0f} TFLOP/s", flush=True)
+    table = pd.DataFrame(run_contenders(args, spec, data)).T.astype(float)
+    table["tokens_per_second"] = table["tokens"] / table["seconds"]
+    if "TRL RewardTrainer" in table.index:
+        table["vs_TRL"] = table["tokens_per_second"] / table.loc["TRL RewardTrainer", "tokens_per_second"]
+    if args.device == "cuda":
+        table["MFU"] = 6 * params * table["computed_tokens"] / table["seconds"] / (args.peak_tflops * 1e12)
+    print()
+    print(table.to_string(float_format=lambda x: f"{x:,.3g}"))
+    figures = headline(table)
+    print("RESULT " + " ".join(f"{key}={value:.3f}" for key, value in figures.items() if value is not None))
 
 
 if __name__ == "__main__":

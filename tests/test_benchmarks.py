@@ -1,4 +1,5 @@
 """The benchmark scripts run and end with their RESULT line; the sweep benchmark's measure is right."""
+import os
 import re
 import subprocess
 import sys
@@ -25,11 +26,30 @@ def _result(command: list[str]) -> dict:
 
 
 @pytest.mark.slow
-def test_bench_trainer_compares_every_contender():
-    result = _result([str(SCRIPTS / "bench_trainer.py"), "--steps", "2", "--batch", "8", "--max-length", "256",
-                      "--validation-pairs", "16", "--only", "rmsweep", "TRL RewardTrainer"])
-    assert {"rmsweep_vs_trl", "rmsweep_val_accuracy", "trl_val_accuracy"} <= set(result)
+def test_gpu_check_dry_run_runs_its_steps_and_the_trainer_benchmark(tmp_path):
+    """scripts/gpu_check.sh --dry-run: the GPU machine's script at tiny shapes on the CPU, bench_trainer.py's
+    contenders (TRL's included: the test extra installs it) compared in one run."""
+    finished = subprocess.run(["bash", str(SCRIPTS / "gpu_check.sh"), "--dry-run", str(tmp_path)],
+                              capture_output=True, text=True, timeout=300, env={**os.environ, "PYTHON": sys.executable})
+    assert finished.returncode == 0, finished.stderr[-2000:]
+    summary = (tmp_path / "summary.txt").read_text()
+    assert "gpu tests: exit 0" in summary and "bench micro: exit 0" in summary, summary
+    bench = (tmp_path / "bench_micro.log").read_text()
+    assert "rmsweep, bf16 weights: skipped (GPU only)" in bench
+    result = dict(re.findall(r"(\w+)=(\S+)", bench.strip().splitlines()[-1]))
+    assert {"rmsweep_vs_trl", "shared_prompt_gain", "token_budget_gain", "rmsweep_val_accuracy",
+            "trl_val_accuracy"} <= set(result)
     assert all(float(value) > 0 for value in result.values())
+    assert "passed" in (tmp_path / "gpu_tests.log").read_text()
+
+
+def test_trainer_benchmark_skips_and_names_contenders_whose_packages_are_missing(monkeypatch):
+    real_find_spec = bench_trainer.importlib.util.find_spec
+    monkeypatch.setattr(bench_trainer.importlib.util, "find_spec",
+                        lambda name: None if name == "trl" else real_find_spec(name))
+    assert bench_trainer.runnable("TRL RewardTrainer", "cpu") == "trl not installed"
+    assert bench_trainer.runnable("rmsweep", "cpu") == ""
+    assert bench_trainer.runnable("rmsweep, bf16 weights", "cpu") == "GPU only"
 
 
 @pytest.mark.slow
@@ -70,7 +90,7 @@ def test_trainer_benchmark_refuses_a_run_that_stopped_early(monkeypatch):
     """A trial out of memory reports accuracy 0 and the throughput of the steps it took: not a figure."""
     def out_of_memory_at_step_3(config, records, report, device):
         report({"step": 3, "total_steps": 32, "out_of_memory": "out of memory: bench", "diverged": False,
-                "val_accuracy": 0.0, "tokens_per_second": 1000.0, "padding_free": False}, None)
+                "val_accuracy": 0.0, "tokens_per_second": 1000.0, "layout": "padded"}, None)
 
     monkeypatch.setattr(bench_trainer.loop, "fit_reward_model", out_of_memory_at_step_3)
     args = bench_trainer.parse_args([])

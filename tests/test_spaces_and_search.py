@@ -245,7 +245,8 @@ def test_a_trial_resumed_before_its_first_evaluation_keeps_its_ledger_row(tmp_pa
     callback.on_trial_start(0, [], trial)
     result = {"step": 16, "total_steps": 64, "train_truncated": 0, "train_dropped": 0, "diverged": False,
               "out_of_memory": "", "nodes": "n1", "tokens_per_second": 100.0, "gradient_checkpointing": False,
-              "startup_seconds": 1.0, "eval_seconds": 0.5, "loop_seconds": 5.0, search.METRIC: 0.8,
+              "layout": "shared_prompt", "two_sequence_pairs": 0, "startup_seconds": 1.0, "eval_seconds": 0.5,
+              "loop_seconds": 5.0, search.METRIC: 0.8,
               "tokens_trained": 1000, progress.CHECKPOINT_PATH_KEY: str(tmp_path / "checkpoint_000000")}
     callback.on_trial_result(0, [], trial, result)
     assert rows[-1]["trial_id"] == "old1" and rows[-1]["best_val_accuracy"] == 0.8

@@ -49,6 +49,8 @@ def test_bradley_terry_sweep_of_a_family(local_ray, tmp_path, monkeypatch, capfd
     assert (trials["steps"] <= trials["total_steps"]).all()
     assert trials["trial_id"].is_unique
     assert not trials["gradient_checkpointing"].any()  # auto, and no step ran out of memory
+    # Gemma 2's eager attention takes the shared-prompt masks; every built-in pair shares its prompt.
+    assert (trials["layout"] == "shared_prompt").all() and (trials["two_sequence_pairs"] == 0).all()
     assert not trials[["model", "lr", "epochs"]].duplicated().any()  # each trial its own sample
     assert set(best["model"]) == {"gemma-2-2b-it", "gemma-2-9b-it"}
     # They reach 0.945 and 0.952 (RewardBench 0.93-0.94, RewardBench 2 0.94-0.95): margins of 4-5 points.

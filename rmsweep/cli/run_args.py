@@ -29,6 +29,16 @@ def _auto_or(number_type):
     return parse
 
 
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value <= 0:
+        raise ValueError(text)
+    return value
+
+
+_positive_int.__name__ = "positive integer"
+
+
 def parse_args(argv=None) -> argparse.Namespace:
     parser = OneLineParser(
         prog="python -m rmsweep.run",
@@ -144,6 +154,29 @@ def parse_args(argv=None) -> argparse.Namespace:
         "--padding-free", choices=("auto", "on", "off"), default="auto",
         help="pack each micro-batch's sequences in one row instead of padding them; auto: where attention runs "
         "per packed sequence (flash-attention), else length-grouped padded micro-batches (default: auto)",
+    )
+    parser.add_argument(
+        "--shared-prompt", choices=("auto", "on", "off"), default="auto",
+        help="compute each pair's prompt once for both responses (rewards equal to two sequences'), where the "
+        "attention takes custom masks (eager, SDPA; not flash-attention, which --padding-free uses instead) and "
+        "gradient checkpointing is off (it turns off the key/value cache this needs); auto: so on CPU workers only "
+        "(on a GPU it measured slower than padding, docs/performance.md); on: also on GPUs, and exit where the "
+        "attention takes no mask (default: auto)",
+    )
+    parser.add_argument(
+        "--tokens-per-micro-batch", metavar="N", type=_positive_int, default=None,
+        help="instead of the space's micro_batch_size examples per forward pass, as many as a pass of at most N "
+        "tokens (padding included) holds, each step's examples sorted by length; each step still trains on the "
+        "same examples, so its gradient is unchanged (default: by examples)",
+    )
+    parser.add_argument(
+        "--precision", choices=config.PRECISIONS, default="bf16-autocast",
+        help="on GPUs: bf16-autocast (bf16 compute, fp32 weights and AdamW state) or bf16 (bf16 weights: half "
+        "the memory, less exact updates) (default: bf16-autocast)",
+    )
+    parser.add_argument(
+        "--compile", action="store_true",
+        help="torch.compile each trial's model (pays on long trials on GPUs; compiling takes minutes)",
     )
     parser.add_argument(
         "--gradient-checkpointing", choices=("auto", "on", "off"), default="auto",

@@ -1,9 +1,11 @@
 """Which examples go in each optimizer step and micro-batch, per rank: shuffled by seed and epoch, each step's
-examples sorted by length and split where padding is least (the step's gradient unchanged)."""
+examples sorted by length and split where padding is least, or filled up to a token budget (the step's gradient
+unchanged either way)."""
 import math
 
 import numpy as np
 
+from rmsweep.data.packing import pair_unit_length, shared_prefix_length
 from rmsweep.data.tokenization import Tokenized
 
 
@@ -12,15 +14,43 @@ def sequence_lengths(tokenized: Tokenized) -> np.ndarray:
     return np.array([max(map(len, row)) if isinstance(row, tuple) else len(row) for row in tokenized.sequences])
 
 
+def unit_lengths(tokenized: Tokenized) -> np.ndarray:
+    """Per row, its real tokens with a pair's prompt shared (`packing`): both sides less their shared prefix."""
+    return np.array([pair_unit_length(*row) if isinstance(row, tuple) else len(row) for row in tokenized.sequences])
+
+
+def pass_shapes(tokenized: Tokenized, shared_prompt: bool) -> np.ndarray:
+    """Per example, (prompt tokens, longest rest, rows of rests) as a forward pass lays it out: a pair sharing its
+    prompt is a prompt row and two rows of rests; otherwise no prompt row and its sequences whole."""
+    shapes = []
+    for row in tokenized.sequences:
+        if not isinstance(row, tuple):
+            shapes.append((0, len(row), 1))
+            continue
+        prompt = shared_prefix_length(*row) if shared_prompt else 0
+        shapes.append((prompt, max(len(row[0]), len(row[1])) - prompt, 2))
+    return np.array(shapes).reshape(-1, 3)
+
+
+def pass_tokens(shapes: np.ndarray) -> int:
+    """Tokens one forward pass over these examples computes, padding included: every prompt row as long as the
+    longest prompt, every other row as the longest rest."""
+    prompts, rests, rows = shapes[:, 0], shapes[:, 1], shapes[:, 2]
+    return int(len(shapes) * prompts.max() + rows.sum() * rests.max())
+
+
 def rank_micro_batches(num_examples: int, global_batch: int, micro_batch: int, rank: int, world_size: int,
-                       seed: int, epoch: int, lengths: np.ndarray | None = None):
+                       seed: int, epoch: int, lengths: np.ndarray | None = None, token_budget: int | None = None,
+                       shapes: np.ndarray | None = None):
     """Yield, per optimizer step, this rank's micro-batches of example indices.
 
     Every rank shuffles with the same seed, takes its slice of each global batch, and splits it into
     micro-batches (gradient accumulation); an incomplete last global batch is dropped so that every step
     sees exactly `global_batch` examples across ranks. With `lengths`, the slice is sorted by length and split
     where padding is least (`least_padding_split`): the step's gradient (the sum over the same examples) is
-    unchanged, and so are its number of forward passes and its largest one.
+    unchanged, and so are its number of forward passes and its largest one. With `token_budget` (and `lengths`
+    and `shapes`, `pass_shapes`), the sorted slice is cut instead into micro-batches whose forward pass computes
+    at most that many tokens (`token_budget_split`).
     """
     order = np.random.default_rng([seed, epoch]).permutation(num_examples)
     per_rank = global_batch // world_size
@@ -30,7 +60,8 @@ def rank_micro_batches(num_examples: int, global_batch: int, micro_batch: int, r
             yield [mine[i: i + micro_batch].tolist() for i in range(0, per_rank, micro_batch)]
             continue
         mine = mine[np.argsort(-lengths[mine], kind="stable")]
-        bounds = least_padding_split(lengths[mine].tolist(), micro_batch)
+        bounds = (token_budget_split(shapes[mine], token_budget) if token_budget
+                  else least_padding_split(lengths[mine].tolist(), micro_batch))
         yield [mine[begin:end].tolist() for begin, end in bounds]
 
 
@@ -58,3 +89,14 @@ def least_padding_split(lengths: list[int], micro_batch: int) -> list[tuple[int,
         bounds.append((begin, end))
         begin, k = end, k - 1
     return bounds
+
+
+def token_budget_split(shapes: np.ndarray, budget: int) -> list[tuple[int, int]]:
+    """Contiguous micro-batches (begin, end), each as long as its forward pass computes at most `budget` tokens
+    (`pass_tokens`); an example over the budget goes alone."""
+    bounds, begin = [], 0
+    for index in range(1, len(shapes)):
+        if pass_tokens(shapes[begin: index + 1]) > budget:
+            bounds.append((begin, index))
+            begin = index
+    return bounds + [(begin, len(shapes))]

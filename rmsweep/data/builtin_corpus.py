@@ -239,11 +239,17 @@ def ratings(pairs: list[dict]) -> list[dict]:
     ]
 
 
+MULTI_TURN_SHARE = 0.29  # HelpSteer2's dataset card: "About 29% of all prompts used are multi-turn"
+
+
 def long_tailed_pairs(count: int, seed: int, max_tokens: int = 2000) -> list[dict]:
-    """Pairs whose lengths spread like HelpSteer2's (for benchmarks): prompt and response lengths drawn
-    log-normal (medians 60 and 300 words, long right tails; a pair's two responses within about 30% of each
-    other), each text at most `max_tokens` words, one word a tiny-tokenizer token. The chosen response carries `accurate` markers where the rejected one carries
-    `mistaken`: one per 3 words at random places among filler and topic words, and as the last word."""
+    """Pairs whose lengths spread like HelpSteer2's (for benchmarks), prompts as conversations (canonical
+    records). One word is one tiny-tokenizer token. Each turn's length is drawn log-normal with a long right
+    tail: user turns median 60 words, assistant turns (earlier ones and the two responses) median 300, a pair's
+    responses within about 30% of each other. A share MULTI_TURN_SHARE of prompts hold 1-3 earlier exchanges
+    (uniform: an assumption, no turn-count distribution is published), the conversation cut to leave each
+    response at least a quarter of `max_tokens`. The chosen response carries `accurate` markers where the rejected
+    one carries `mistaken`: one per 3 words at random places among filler and topic words, and as the last word."""
     rng = np.random.default_rng(seed)
     words = np.array(FILLER + TOPICS)
 
@@ -255,12 +261,24 @@ def long_tailed_pairs(count: int, seed: int, max_tokens: int = 2000) -> list[dic
         return " ".join(tokens)
 
     def length(median: float, sigma: float, most: int) -> int:
-        return int(np.clip(rng.lognormal(np.log(median), sigma), 4, most))
+        return int(np.clip(rng.lognormal(np.log(median), sigma), 4, max(4, most)))
 
     rows = []
     for _ in range(count):
-        prompt = f"please {rng.choice(ASKS)} {text(length(60, 1.0, max_tokens // 2))}"
-        room = max_tokens - len(prompt.split())
+        exchanges = int(rng.integers(1, 4)) if rng.random() < MULTI_TURN_SHARE else 0
+        prompt, used = [], 0
+        for _ in range(exchanges):
+            for role, median in (("user", 60), ("assistant", 300)):
+                turn = length(median, 1.0, 3 * max_tokens // 4 - used)
+                if used + turn > 3 * max_tokens // 4:
+                    break
+                prompt.append({"role": role, "content": text(turn)})
+                used += turn
+        prompt = prompt[: len(prompt) // 2 * 2]  # whole exchanges
+        used = sum(len(turn["content"].split()) for turn in prompt)
+        question = length(60, 1.0, 3 * max_tokens // 4 - used - 1)
+        prompt.append({"role": "user", "content": f"please {rng.choice(ASKS)} {text(question)}"})
+        room = max_tokens - used - question - 1
         chosen = length(300, 0.9, room)
         rejected = length(chosen, 0.3, room)  # two answers to one prompt: lengths alike, not equal
         rows.append({"prompt": prompt, "chosen": text(chosen, "accurate"), "rejected": text(rejected, "mistaken"),

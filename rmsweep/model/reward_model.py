@@ -4,18 +4,19 @@ non-pad token, found from the attention mask (not from pad-token ids, which brea
 Checkpoints stay plain `save_pretrained` sequence-classification models, loadable by any tool; a BNRM
 checkpoint's `score` layer is the BNRM head (`heads.py`), which `load_checkpoint` rebuilds.
 """
+import inspect
 import json
 from contextlib import contextmanager
 from pathlib import Path
 
 import torch
 from safetensors.torch import load_file
-from transformers import AutoModelForSequenceClassification, AutoTokenizer
+from transformers import AutoModelForSequenceClassification, AutoTokenizer, DynamicCache
 from transformers.utils import logging as transformers_logging
 
 from rmsweep.config import ModelSpec
 from rmsweep.data.tokenization import pad
-from rmsweep.model import heads, tiny
+from rmsweep.model import heads, masks, tiny
 
 META_FILE = "rmsweep_meta.json"
 RM_OUTPUTS = {"bt": 1, "regression": 5, "bnrm": 1}  # regression: the 5 HelpSteer2 attributes
@@ -39,11 +40,15 @@ class RewardModel(torch.nn.Module):
         self.model = model
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
-                position_ids: torch.Tensor | None = None, last_tokens: torch.Tensor | None = None) -> torch.Tensor:
-        """Padded rows (`tokenization.pad`: input_ids, attention_mask) or one packed row (`tokenization.pack`:
-        input_ids, position_ids, last_tokens)."""
+                position_ids: torch.Tensor | None = None, last_tokens: torch.Tensor | None = None,
+                **shared_prompts) -> torch.Tensor:
+        """Padded rows (`tokenization.pad`: input_ids, attention_mask), one padding-free row (`tokenization.pack`:
+        input_ids, position_ids, last_tokens), or pairs sharing their prompts
+        (`packing.SharedPromptBatch.model_inputs`)."""
         if attention_mask is not None:
             return rewards(self.model, input_ids, attention_mask)
+        if shared_prompts:
+            return shared_prompt_rewards(self.model, input_ids, **shared_prompts)
         return packed_rewards(self.model, input_ids, position_ids, last_tokens)
 
 
@@ -113,6 +118,32 @@ def packed_rewards(model, input_ids: torch.Tensor, position_ids: torch.Tensor,
     # No KV cache: transformers looks for packed sequences only without one.
     hidden = model.base_model(input_ids=input_ids, position_ids=position_ids, use_cache=False)
     return model.score(hidden.last_hidden_state[0, last_tokens])
+
+
+def shared_prompt_rewards(model, input_ids: torch.Tensor, prompt_ids: torch.Tensor, prompt_lengths: torch.Tensor,
+                          response_lengths: torch.Tensor) -> torch.Tensor:
+    """The head's outputs at each response's last token, for pairs laid out by `packing.share_prompts`: the
+    prompts run once, their keys and values kept in a cache that both responses' rows attend to."""
+    base, device = model.base_model, input_ids.device
+    pairs, prompt_width = prompt_ids.shape
+    prompt_positions = torch.arange(prompt_width, device=device).expand(pairs, -1)
+    prompt_real = prompt_positions < prompt_lengths[:, None]
+    cache = DynamicCache()  # no config: every layer keeps all keys (the masks apply the sliding windows)
+    # transformers >= 5.24 names the argument `cache`; earlier versions `past_key_values`.
+    cache_argument = "cache" if "cache" in inspect.signature(base.forward).parameters else "past_key_values"
+    base(input_ids=prompt_ids, position_ids=prompt_positions, **{cache_argument: cache}, use_cache=True,
+         attention_mask=masks.attention_masks(model.config, prompt_positions, prompt_positions, prompt_real,
+                                              model.dtype))
+    for layer in cache.layers:  # rows 0..n-1 for the chosen responses, n..2n-1 for the rejected ones
+        layer.keys, layer.values = layer.keys.repeat(2, 1, 1, 1), layer.values.repeat(2, 1, 1, 1)
+    response_positions = prompt_lengths.repeat(2)[:, None] + torch.arange(input_ids.shape[1], device=device)
+    response_real = torch.arange(input_ids.shape[1], device=device) < response_lengths[:, None]
+    key_positions = torch.cat([prompt_positions.repeat(2, 1), response_positions], dim=1)
+    key_real = torch.cat([prompt_real.repeat(2, 1), response_real], dim=1)
+    hidden = base(input_ids=input_ids, position_ids=response_positions, **{cache_argument: cache}, use_cache=True,
+                  attention_mask=masks.attention_masks(model.config, response_positions, key_positions, key_real,
+                                                       model.dtype)).last_hidden_state
+    return model.score(hidden[torch.arange(input_ids.shape[0], device=device), response_lengths - 1])
 
 
 def supports_padding_free(model) -> bool:

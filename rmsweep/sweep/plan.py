@@ -172,8 +172,8 @@ def place(args: argparse.Namespace, request: Request) -> tuple[dict, int]:
         gradient_checkpointing=None if args.gradient_checkpointing == "auto"
         else ON_OFF_AUTO[args.gradient_checkpointing],
         model_shapes={name: shape for name, shape in request.model_shapes.items() if shape},
-        micro_batch_tokens=(training.micro_batch_size * training.max_length
-                            * (1 if args.rm_type == "regression" else 2)),  # a pair's two in one pass
+        micro_batch_tokens=args.tokens_per_micro_batch or (training.micro_batch_size * training.max_length
+                                                           * (1 if args.rm_type == "regression" else 2)),
     )
     problem = placement.unplaceable(placements, shapes, totals)
     if problem:
@@ -230,6 +230,8 @@ def build_config(args: argparse.Namespace, request: Request, data: sources.Data,
                     else tuple(entry["source"] for entry in request.data_spec["eval"])),
         keep_checkpoints=args.keep_checkpoints, max_failures=args.max_failures,
         padding_free=ON_OFF_AUTO[args.padding_free], gradient_checkpointing=ON_OFF_AUTO[args.gradient_checkpointing],
+        shared_prompt=ON_OFF_AUTO[args.shared_prompt], tokens_per_micro_batch=args.tokens_per_micro_batch,
+        precision=args.precision, compile=args.compile,
         # Beside the runs, not in one: later sweeps on the same data and tokenizer reuse it.
         token_cache=request.root.child("token_cache").uri, train_examples=len(data.train),
         data_fingerprints=(("train", token_cache.fingerprint(data.train)),

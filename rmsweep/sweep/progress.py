@@ -53,7 +53,7 @@ class LedgerCallback(tune.Callback):
         return {"started": time.time(), "best": float("nan"), "checkpoint": None, "step": 0, "total_steps": None,
                 "train_truncated": None, "train_dropped": None, "diverged": False, "out_of_memory": "",
                 "nodes": None, "tokens_per_second": None, "startup_seconds": None, "eval_seconds": None,
-                "loop_seconds": None, "gradient_checkpointing": None,
+                "loop_seconds": None, "gradient_checkpointing": None, "layout": None, "two_sequence_pairs": None,
                 "loop_started": None, "held_before": 0.0}  # held_before: a resumed trial's time held before
 
     def _row(self, trial, status: str, error: str = "") -> dict:
@@ -77,7 +77,8 @@ class LedgerCallback(tune.Callback):
             "ray_overhead_seconds": None if state["loop_seconds"] is None or status == "running"
             else round(wall_seconds - state["loop_seconds"], 1),
             "nodes": state["nodes"], "workers": placement.workers, "gpus": placement.need("GPU"),
-            "gradient_checkpointing": state["gradient_checkpointing"],
+            "gradient_checkpointing": state["gradient_checkpointing"], "layout": state["layout"],
+            "two_sequence_pairs": state["two_sequence_pairs"],  # prompt computed twice: no shared-prompt row
             "checkpoint": state["checkpoint"], "error": error,
         }
 
@@ -102,7 +103,8 @@ class LedgerCallback(tune.Callback):
         state["diverged"], state["out_of_memory"], state["nodes"] = (result["diverged"], result["out_of_memory"],
                                                                      result["nodes"])
         state["tokens_per_second"] = round(result["tokens_per_second"], 1)
-        state["gradient_checkpointing"] = result["gradient_checkpointing"]
+        for key in ("gradient_checkpointing", "layout", "two_sequence_pairs"):
+            state[key] = result[key]
         for key in ("startup_seconds", "eval_seconds", "loop_seconds"):
             state[key] = round(result[key], 2)
         # The trial's best checkpoint, as Ray Train keeps it: on equal scores, the later one.

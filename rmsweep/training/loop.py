@@ -24,8 +24,8 @@ import torch
 import torch.distributed as dist
 
 from rmsweep.config import AUTO, TrainConfig
-from rmsweep.data import batching, token_cache, tokenization
-from rmsweep.model import reward_model
+from rmsweep.data import batching, packing, token_cache, tokenization
+from rmsweep.model import masks, reward_model
 from rmsweep.sweep import storage
 from rmsweep.training import distributed, step
 
@@ -46,7 +46,7 @@ class Trial:
     schedule: torch.optim.lr_scheduler.LRScheduler
     train: tokenization.Tokenized
     validation: tokenization.Tokenized
-    padding_free: bool
+    layout: str  # step.LAYOUTS
     checkpointing: bool
     out_of_memory_marker: storage.Location | None  # the folder; the file is named after the model
     timers: step.Timers
@@ -56,6 +56,7 @@ class Trial:
     tokens_trained: int = 0  # real tokens over every rank and step so far (the curve's x for throughput)
     resumed_from_step: int = 0
     recent_losses: list = field(default_factory=list)
+    two_sequence_pairs: int = 0  # training pairs whose prompt is computed twice (all, unless shared_prompt)
 
 
 def check_same_across_ranks(values_by_rank: list) -> None:
@@ -107,18 +108,54 @@ def setup(config: TrainConfig, records: dict, rank: int, world_size: int, device
         config.gradient_checkpointing == AUTO and marker is not None and marker.exists(f"{config.model}.txt"))
     if checkpointing:
         step.turn_on_gradient_checkpointing(model)
-    padding_free = (reward_model.supports_padding_free(model) if config.padding_free == AUTO
-                    else config.padding_free)
+    layout = choose_layout(config, model, checkpointing, device)
+    if torch.device(device).type == "cuda":
+        # cuDNN's attention builds a kernel plan for every new shape, and length-varying micro-batches bring new
+        # shapes all the time; the other SDPA kernels take any shape (docs/performance.md has the measurement).
+        torch.backends.cuda.enable_cudnn_sdp(False)
+    if config.precision == "bf16" and torch.device(device).type == "cuda":
+        model = model.to(torch.bfloat16)
+    if config.compile:  # in place: the state dict's keys, which checkpoints hold, stay the model's own
+        model.model.base_model.compile(dynamic=True)
     model = prepare_model(model.to(device))
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, fused=torch.device(device).type == "cuda")
     trial = Trial(config, rank, world_size, device, tokenizer, model, optimizer,
-                  warmup_then_constant(optimizer, config.training.warmup_steps), train, validation, padding_free,
+                  warmup_then_constant(optimizer, config.training.warmup_steps), train, validation, layout,
                   checkpointing, marker, timers,
                   total_steps=config.epochs * (len(train.sequences) // config.training.global_batch_size))
+    trial.two_sequence_pairs = two_sequence_pairs(trial)
     if resume_from:
         restore(trial, Path(resume_from))
     trial.timers.startup_seconds = trial.timers.since_start()
     return trial
+
+
+def choose_layout(config: TrainConfig, model: reward_model.RewardModel, checkpointing: bool, device) -> str:
+    """How a micro-batch's examples are laid out (`step.LAYOUTS`): padding-free where asked or where
+    flash-attention runs it, else pairs sharing their prompt where the attention takes custom masks, no
+    gradient checkpointing turns off the key/value cache it needs, and the model is not sharded (FSDP frees a
+    block's weights after its backward, and a shared prompt runs each block twice) (auto: on CPUs only, where it
+    was measured to pay; on a GPU its right-padded prompt rows cost more than the prompt saves,
+    docs/performance.md), else padded."""
+    if config.padding_free is True or (config.padding_free == AUTO and reward_model.supports_padding_free(model)):
+        return "padding_free"
+    takes_masks = masks.takes_custom_masks(model.model.config)
+    if config.shared_prompt is True and not takes_masks:
+        raise ValueError(f"{config.model}: its {model.model.config._attn_implementation} attention takes no "
+                         "custom mask, so chosen and rejected cannot share the prompt (use --shared-prompt auto)")
+    wanted = config.shared_prompt is True or (config.shared_prompt == AUTO and torch.device(device).type == "cpu")
+    possible = takes_masks and not checkpointing and config.strategy != "fsdp"
+    return "shared_prompt" if wanted and possible else "padded"
+
+
+def two_sequence_pairs(trial: Trial) -> int:
+    """Training pairs computed as two sequences: all, unless they share a prompt; then those sharing no token."""
+    pairs = trial.train.sequences
+    if not pairs or not isinstance(pairs[0], tuple):
+        return 0
+    if trial.layout != "shared_prompt":
+        return len(pairs)
+    return sum(not packing.shared_prefix_length(*pair) for pair in pairs)
 
 
 def restore(trial: Trial, checkpoint: Path) -> None:
@@ -136,11 +173,16 @@ def restore(trial: Trial, checkpoint: Path) -> None:
 def remaining_steps(trial: Trial):
     """(epoch, this rank's micro-batches) for every step not yet taken; the order is fixed by the seed."""
     config, training = trial.config, trial.config.training
-    lengths = batching.sequence_lengths(trial.train) if config.length_grouping else None
+    shared = trial.layout == "shared_prompt"
+    lengths = shapes = None
+    if config.length_grouping or config.tokens_per_micro_batch:
+        lengths = (batching.unit_lengths if shared else batching.sequence_lengths)(trial.train)
+    if config.tokens_per_micro_batch:
+        shapes = batching.pass_shapes(trial.train, shared)
     every_step = ((epoch, micro_batches) for epoch in range(config.epochs)
                   for micro_batches in batching.rank_micro_batches(
                       len(trial.train.sequences), training.global_batch_size, training.micro_batch_size, trial.rank,
-                      trial.world_size, config.seed, epoch, lengths))
+                      trial.world_size, config.seed, epoch, lengths, config.tokens_per_micro_batch, shapes))
     return itertools.islice(every_step, trial.step, None)
 
 
@@ -166,6 +208,8 @@ def handle_out_of_memory(trial: Trial, error: step.OutOfMemory, redo) -> tuple[l
         torch.cuda.empty_cache()
     step.turn_on_gradient_checkpointing(trial.model)
     trial.checkpointing = True
+    trial.layout = choose_layout(trial.config, reward_model.unwrap(trial.model), True, trial.device)
+    trial.two_sequence_pairs = two_sequence_pairs(trial)
     try:
         return *redo(), ""
     except step.OutOfMemory as again:
@@ -179,7 +223,7 @@ def train_step(trial: Trial, micro_batches: list) -> tuple[bool, str]:
 
         def passes():
             return step.accumulate_gradients(trial.model, trial.config, trial.train, micro_batches,
-                                             trial.tokenizer.pad_token_id, trial.device, trial.padding_free,
+                                             trial.tokenizer.pad_token_id, trial.device, trial.layout,
                                              trial.world_size)
 
         try:
@@ -237,7 +281,8 @@ def evaluate(trial: Trial, epoch: int, diverged: bool, out_of_memory: str) -> di
         "validation_dropped": trial.validation.dropped, "diverged": diverged, "out_of_memory": out_of_memory,
         "tokens_per_second": tokens / timers.training_seconds, "tokens_trained": trial.tokens_trained,
         "resumed_from_step": trial.resumed_from_step, "startup_seconds": timers.startup_seconds,
-        "eval_seconds": timers.eval_seconds, "padding_free": trial.padding_free,
+        "eval_seconds": timers.eval_seconds, "layout": trial.layout,
+        "two_sequence_pairs": trial.two_sequence_pairs,
         "gradient_checkpointing": trial.checkpointing,
         "loop_seconds": timers.since_start(),  # the trial's wall time less this is Ray's overhead
     }

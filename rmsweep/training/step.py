@@ -1,6 +1,7 @@
 """One optimizer step's forward and backward passes, and what happens when memory runs out.
 
-Chosen and rejected go through the model in one forward pass; each micro-batch's mean loss is weighted by its
+Chosen and rejected go through the model in one forward pass (their prompt computed once, where the attention
+takes custom masks: `data.packing`); each micro-batch's mean loss is weighted by its
 share of the rank's examples (length-grouped micro-batches differ in size), and DDP averages the ranks, so the
 gradient is that of the mean loss over the global batch, reduced across ranks once per step.
 """
@@ -11,7 +12,7 @@ from dataclasses import dataclass
 import torch
 
 from rmsweep.config import TrainConfig
-from rmsweep.data import tokenization
+from rmsweep.data import packing, tokenization
 from rmsweep.model import heads, losses, reward_model
 from rmsweep.training import distributed
 
@@ -42,25 +43,36 @@ class Timers:
         return time.perf_counter() - self.started
 
 
-def forward(model, sequences: list, pad_id: int, device, padding_free: bool) -> torch.Tensor:
-    """Rewards of token-id sequences in one forward pass: packed in one row, or right-padded; in bf16 on a GPU
-    (the weights and optimizer stay fp32)."""
-    batch = tokenization.pack(sequences, device) if padding_free else dict(zip(
-        ("input_ids", "attention_mask"), tokenization.pad(sequences, pad_id, device)))
+LAYOUTS = ("padded", "padding_free", "shared_prompt")
+
+
+def model_inputs(examples: list, pad_id: int, device, layout: str) -> dict:
+    """One forward pass's inputs for sequences or (chosen, rejected) pairs, in a layout of LAYOUTS: right-padded
+    rows, one padding-free row (flash-attention), or pairs whose prompt is computed once (sequences: padded)."""
+    pairs = isinstance(examples[0], tuple)
+    if layout == "shared_prompt" and pairs:
+        return packing.share_prompts(examples, pad_id, device).model_inputs()
+    sequences = [chosen for chosen, _ in examples] + [rejected for _, rejected in examples] if pairs else examples
+    if layout == "padding_free":
+        return tokenization.pack(sequences, device)
+    return dict(zip(("input_ids", "attention_mask"), tokenization.pad(sequences, pad_id, device)))
+
+
+def forward(model, examples: list, pad_id: int, device, layout: str) -> torch.Tensor:
+    """Outputs per sequence (pairs: every chosen, then every rejected) in one forward pass, in bf16 autocast on a
+    GPU."""
     with torch.autocast("cuda", dtype=torch.bfloat16, enabled=torch.device(device).type == "cuda"):
-        return model(**batch).float()
+        return model(**model_inputs(examples, pad_id, device, layout)).float()
 
 
 def micro_batch_loss(model, config: TrainConfig, tokenized: tokenization.Tokenized, indices: list[int], pad_id: int,
-                     device, padding_free: bool = False) -> torch.Tensor:
+                     device, layout: str = "padded") -> torch.Tensor:
     """The RM type's loss on one micro-batch: regression (MSE on ratings), BT, or BNRM (BT + KL)."""
+    outputs = forward(model, [tokenized.sequences[i] for i in indices], pad_id, device, layout)
     if config.rm_type == "regression":
-        outputs = forward(model, [tokenized.sequences[i] for i in indices], pad_id, device, padding_free)
         targets = torch.tensor([tokenized.targets[i] for i in indices], dtype=torch.float32, device=device)
         return losses.regression_loss(outputs, targets)
-    chosen = [tokenized.sequences[i][0] for i in indices]
-    rejected = [tokenized.sequences[i][1] for i in indices]
-    scores = forward(model, chosen + rejected, pad_id, device, padding_free)[:, 0]
+    scores = outputs[:, 0]
     margins = torch.tensor([tokenized.targets[i] for i in indices], dtype=scores.dtype, device=device)
     loss = losses.bradley_terry_loss(scores[: len(indices)], scores[len(indices):], margins, config.bt_variant,
                                      config.reward_centering)
@@ -76,7 +88,7 @@ def real_tokens(tokenized: tokenization.Tokenized, indices: list[int]) -> int:
 
 
 def accumulate_gradients(model, config: TrainConfig, tokenized, micro_batches: list, pad_id: int, device,
-                         padding_free: bool, world_size: int) -> tuple[list[float], int]:
+                         layout: str, world_size: int) -> tuple[list[float], int]:
     """Forward and backward over one step's micro-batches: (each micro-batch's loss, real tokens). Raises
     OutOfMemory naming the model and batch."""
     per_rank = config.training.global_batch_size // world_size
@@ -84,7 +96,7 @@ def accumulate_gradients(model, config: TrainConfig, tokenized, micro_batches: l
     try:
         for index, micro_batch in enumerate(micro_batches):
             with distributed.gradient_sync(model, enabled=index == len(micro_batches) - 1):
-                loss = micro_batch_loss(model, config, tokenized, micro_batch, pad_id, device, padding_free)
+                loss = micro_batch_loss(model, config, tokenized, micro_batch, pad_id, device, layout)
                 (loss * len(micro_batch) / per_rank).backward()
             step_losses.append(loss.item())
             tokens += real_tokens(tokenized, micro_batch)
@@ -92,9 +104,10 @@ def accumulate_gradients(model, config: TrainConfig, tokenized, micro_batches: l
         if not is_out_of_memory(error):
             raise
         training = config.training
-        raise OutOfMemory(f"out of memory: {config.model}, micro-batch {training.micro_batch_size} x up to "
-                          f"{training.max_length} tokens (global batch {training.global_batch_size}, "
-                          f"{world_size} worker(s)) on {device}") from None
+        size = (f"{config.tokens_per_micro_batch} tokens" if config.tokens_per_micro_batch
+                else f"{training.micro_batch_size} x up to {training.max_length} tokens")
+        raise OutOfMemory(f"out of memory: {config.model}, micro-batch {size} (global batch "
+                          f"{training.global_batch_size}, {world_size} worker(s)) on {device}") from None
     return step_losses, tokens
 
 

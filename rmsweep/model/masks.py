@@ -1,0 +1,49 @@
+"""Attention masks for shared-prompt pairs (`data.packing`), in the form each architecture's attention takes.
+
+transformers uses a 4D mask as given (its masking utilities return one unchanged), so these masks carry
+everything the model would otherwise add: causality and padding, counted in position ids (a response's positions
+continue from its prompt's end, whatever the padding between them), and a sliding window where layers have one.
+Models whose layers differ (Gemma 2 alternates sliding and full attention) take a dict by layer type.
+"""
+import torch
+
+# Attention implementations that take an arbitrary 4D mask; flash-attention's kernels take none.
+MASKABLE = ("eager", "sdpa")
+
+
+def takes_custom_masks(config) -> bool:
+    return config._attn_implementation in MASKABLE
+
+
+def _layer_kinds(config) -> set:
+    layer_types = getattr(config, "layer_types", None)
+    if layer_types:
+        return set(layer_types)
+    return {"sliding_attention" if getattr(config, "sliding_window", None) else "full_attention"}
+
+
+def _in_form(mask: torch.Tensor, config, dtype: torch.dtype) -> torch.Tensor:
+    """SDPA takes bool; eager attention adds the mask to its scores."""
+    if config._attn_implementation == "sdpa":
+        return mask
+    return torch.zeros(mask.shape, dtype=dtype, device=mask.device).masked_fill(~mask, torch.finfo(dtype).min)
+
+
+def attention_masks(config, query_positions: torch.Tensor, key_positions: torch.Tensor, key_real: torch.Tensor,
+                    dtype: torch.dtype):
+    """What the base model's `attention_mask` takes, one mask or {layer type: mask}: query i of a row may attend to
+    key j where j is a real token at a position no later than i's (within the window, for sliding layers).
+
+    query_positions (rows, queries); key_positions and key_real (rows, keys), the queries' own tokens being the
+    last `queries` keys. A padding query attends to its own key only (none at all would make softmax NaN).
+    """
+    queries, keys = query_positions.shape[1], key_positions.shape[1]
+    distance = query_positions[:, :, None] - key_positions[:, None, :]
+    allowed = key_real[:, None, :] & (distance >= 0)
+    own_key = torch.arange(keys - queries, keys, device=allowed.device)[:, None] == torch.arange(
+        keys, device=allowed.device)[None, :]
+    masks = {}
+    for kind in _layer_kinds(config):
+        mask = allowed & (distance < config.sliding_window) if kind == "sliding_attention" else allowed
+        masks[kind] = _in_form((mask | own_key)[:, None], config, dtype)
+    return masks if len(masks) > 1 else next(iter(masks.values()))

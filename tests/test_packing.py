@@ -1,0 +1,133 @@
+"""Pairs sharing their prompt (`data.packing`, `model.masks`) get the two-sequence path's rewards and gradients."""
+import numpy as np
+import pytest
+import torch
+
+from rmsweep.config import ModelSpec
+from rmsweep.data import batching, packing, tokenization
+from rmsweep.model import masks, reward_model, tiny
+from rmsweep.training import step
+from tests.test_train import CONFIG, DATA
+
+PAD = 0
+
+
+def _random_pairs(seed: int, count: int = 6) -> list:
+    """Pairs with one prompt of up to 100 tokens (past Gemma 2's tiny sliding window of 64) and two responses,
+    plus a pair sharing no token (the fallback), so prompts and responses of one batch are padded differently."""
+    rng = np.random.default_rng(seed)
+
+    def tokens(most):
+        return rng.integers(10, 50, size=int(rng.integers(1, most))).tolist()
+    pairs = []
+    for _ in range(count):
+        prompt = tokens(100)
+        pairs.append((prompt + tokens(40), prompt + tokens(40)))
+    return pairs + [([11, 12, 13], [14, 15])]
+
+
+def _bt_loss_and_gradients(model, pairs, layout):
+    model.zero_grad()
+    outputs = step.forward(model, pairs, PAD, "cpu", layout)[:, 0]
+    loss = -torch.nn.functional.logsigmoid(outputs[: len(pairs)] - outputs[len(pairs):]).mean()
+    loss.backward()
+    return outputs.detach(), {name: p.grad.clone() for name, p in model.named_parameters()}
+
+
+@pytest.mark.parametrize("architecture", list(tiny.ARCHITECTURES))
+def test_shared_prompt_rows_give_the_rewards_and_gradients_of_two_sequences(architecture):
+    torch.manual_seed(0)
+    _, model = reward_model.load_reward_model(ModelSpec("tiny", architecture), "bt")
+    pairs = _random_pairs(seed=1)
+    two_rewards, two_gradients = _bt_loss_and_gradients(model, pairs, "padded")
+    shared_rewards, shared_gradients = _bt_loss_and_gradients(model, pairs, "shared_prompt")
+    torch.testing.assert_close(shared_rewards, two_rewards, rtol=1e-5, atol=1e-5)
+    for name, gradient in two_gradients.items():
+        torch.testing.assert_close(shared_gradients[name], gradient, rtol=1e-5, atol=1e-5, msg=name)
+
+
+def test_gemma2_rows_need_its_sliding_window(monkeypatch):
+    """The control for the test above: prompts longer than the window make the window matter."""
+    torch.manual_seed(0)
+    _, model = reward_model.load_reward_model(ModelSpec("tiny", "gemma2"), "bt")
+    pairs = _random_pairs(seed=1)
+    two_rewards, _ = _bt_loss_and_gradients(model, pairs, "padded")
+    monkeypatch.setattr(masks, "_layer_kinds", lambda config: {"full_attention"})
+    windowless, _ = _bt_loss_and_gradients(model, pairs, "shared_prompt")
+    assert (windowless - two_rewards).abs().max() > 1e-3
+
+
+def test_pairs_share_their_prompt_once_and_the_fallback_gets_an_empty_one():
+    pairs = _random_pairs(seed=2)
+    batch = packing.share_prompts(pairs, PAD)
+    prefixes = [packing.shared_prefix_length(c, r) for c, r in pairs]
+    assert batch.prompt_lengths.tolist() == prefixes and prefixes[-1] == 0 and min(prefixes[:-1]) > 0
+    computed = int(batch.prompt_lengths.sum() + batch.response_lengths.sum())
+    assert computed == sum(packing.pair_unit_length(c, r) for c, r in pairs)
+    # Row i holds pair i's chosen rest, row n + i its rejected rest, each ending at its sequence's last token.
+    for row, (sequence, prefix) in enumerate(zip([c for c, _ in pairs] + [r for _, r in pairs], prefixes * 2)):
+        length = int(batch.response_lengths[row])
+        assert batch.response_ids[row, :length].tolist() == sequence[prefix:]
+
+
+def test_a_pair_whose_sides_differ_only_at_the_end_keeps_a_token_each():
+    assert packing.shared_prefix_length([1, 2, 3], [1, 2, 3]) == 2
+    assert packing.shared_prefix_length([1, 2], [1, 2, 3, 4]) == 1
+
+
+@pytest.mark.parametrize("seed", range(10))
+def test_token_budget_split_keeps_order_and_budget(seed):
+    rng = np.random.default_rng(seed)
+    count = int(rng.integers(1, 30))
+    shapes = np.stack([rng.integers(0, 300, count), rng.integers(1, 300, count), np.full(count, 2)], axis=1)
+    budget = int(rng.integers(200, 3000))
+    bounds = batching.token_budget_split(shapes, budget)
+    assert [begin for begin, _ in bounds][1:] == [end for _, end in bounds][:-1]
+    assert bounds[0][0] == 0 and bounds[-1][1] == count
+    for begin, end in bounds:
+        assert batching.pass_tokens(shapes[begin:end]) <= budget or end - begin == 1
+        # not cut early: the next example would not have fitted
+        assert end == count or batching.pass_tokens(shapes[begin: end + 1]) > budget
+
+
+def test_pass_tokens_count_what_a_shared_prompt_pass_computes():
+    pairs = _random_pairs(seed=4)
+    batch = packing.share_prompts(pairs, PAD)
+    shapes = batching.pass_shapes(tokenization.Tokenized(pairs), shared_prompt=True)
+    assert batching.pass_tokens(shapes) == batch.prompt_ids.numel() + batch.response_ids.numel()
+    padded = tokenization.pad([c for c, _ in pairs] + [r for _, r in pairs], PAD)[0]
+    assert batching.pass_tokens(batching.pass_shapes(tokenization.Tokenized(pairs), False)) == padded.numel()
+
+
+def test_token_budget_steps_hold_the_same_examples_and_gradient():
+    torch.manual_seed(0)
+    tokenizer, model = reward_model.load_reward_model(CONFIG.model_spec, "bt")
+    pairs = tokenization.tokenize_pairs(tokenizer, DATA["bt"].train[:32], 128)
+    lengths, shapes = batching.unit_lengths(pairs), batching.pass_shapes(pairs, shared_prompt=True)
+    by_examples = next(batching.rank_micro_batches(32, 16, 4, 0, 1, seed=0, epoch=0))
+    by_tokens = next(batching.rank_micro_batches(32, 16, 4, 0, 1, seed=0, epoch=0, lengths=lengths,
+                                                 token_budget=300, shapes=shapes))
+    assert sorted(sum(by_tokens, [])) == sorted(sum(by_examples, []))
+    assert [len(micro) for micro in by_tokens] != [len(micro) for micro in by_examples]
+
+    def step_gradient(micro_batches, layout):
+        model.zero_grad()
+        for micro_batch in micro_batches:  # weighted by its share of the step's examples, as the loop does
+            loss = step.micro_batch_loss(model, CONFIG, pairs, micro_batch, PAD, "cpu", layout)
+            (loss * len(micro_batch) / 16).backward()
+        return {name: p.grad.clone() for name, p in model.named_parameters()}
+    expected = step_gradient(by_examples, "padded")
+    for name, gradient in step_gradient(by_tokens, "shared_prompt").items():
+        torch.testing.assert_close(gradient, expected[name], rtol=1e-5, atol=1e-6, msg=name)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU (the device machine runs it)")
+@pytest.mark.parametrize("architecture", list(tiny.ARCHITECTURES))
+def test_on_a_gpu_shared_prompt_rows_give_the_rewards_of_two_sequences_in_bf16(architecture):
+    _, model = reward_model.load_reward_model(ModelSpec("tiny", architecture), "bt")
+    model = model.to("cuda").eval()
+    pairs = _random_pairs(seed=3)
+    with torch.no_grad():
+        padded = step.forward(model, pairs, PAD, "cuda", "padded")
+        shared = step.forward(model, pairs, PAD, "cuda", "shared_prompt")
+    torch.testing.assert_close(shared, padded, atol=2e-2, rtol=2e-2)  # bf16 keeps ~3 significant digits
