@@ -311,8 +311,8 @@ def main(argv=None):
     params = args.params = model.num_parameters()
     del model  # each contender loads its own, in its own process
     print(f"model: {params / 1e6:.1f}M parameters; {describe_data(args, tokenizer, data['train'])}; {args.steps} "
-          f"steps of {args.batch} pairs ({args.tokens_per_micro_batch} tokens per pass, or {args.micro_batch} pairs) on "
-          f"{args.device}", flush=True)
+          f"steps of {args.batch} pairs ({args.tokens_per_micro_batch} tokens per pass, or {args.micro_batch} "
+          f"pairs) on {args.device}", flush=True)
     if args.device == "cuda" and not args.peak_tflops:
         args.peak_tflops = measured_peak_tflops()
         print(f"bf16 matrix-product peak measured: {args.peak_tflops:.0f} TFLOP/s", flush=True)
