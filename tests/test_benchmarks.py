@@ -50,6 +50,8 @@ def test_trainer_benchmark_skips_and_names_contenders_whose_packages_are_missing
     assert bench_trainer.runnable("TRL RewardTrainer", "cpu") == "trl not installed"
     assert bench_trainer.runnable("rmsweep", "cpu") == ""
     assert bench_trainer.runnable("rmsweep, bf16 weights", "cpu") == "GPU only"
+    assert bench_trainer.runnable("rmsweep, shared prompt", "cpu") == "rmsweep's default here"
+    assert bench_trainer.runnable("rmsweep, no shared prompt", "cuda") == "rmsweep's default here"
 
 
 @pytest.mark.slow
