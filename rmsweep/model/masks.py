@@ -35,7 +35,8 @@ def attention_masks(config, query_positions: torch.Tensor, key_positions: torch.
     key j where j is a real token at a position no later than i's (within the window, for sliding layers).
 
     query_positions (rows, queries); key_positions and key_real (rows, keys), the queries' own tokens being the
-    last `queries` keys. A padding query attends to its own key only (none at all would make softmax NaN).
+    last `queries` keys. Every query also sees its own key: a padding query past the last real token of a sliding
+    window would otherwise see none, and softmax would give NaN.
     """
     queries, keys = query_positions.shape[1], key_positions.shape[1]
     distance = query_positions[:, :, None] - key_positions[:, None, :]
