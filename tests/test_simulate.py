@@ -1,0 +1,58 @@
+"""The simulator's surfaces (`rmsweep/simulate/surface.py`) hold the published facts they are built from."""
+import itertools
+
+import numpy as np
+import pytest
+
+from rmsweep.data import registry
+from rmsweep.simulate import surface
+from rmsweep.sweep import spaces
+
+
+def _paper_grid(rm_type: str) -> list:
+    space = spaces.load(None, rm_type, "full", name=f"paper-{'bt' if rm_type == 'bt' else 'regression'}")
+    return list(itertools.product(space.lr, space.epochs))
+
+
+@pytest.mark.parametrize("rm_type", ["bt", "regression"])
+def test_each_surface_peaks_at_the_models_published_score_on_the_papers_grid(rm_type):
+    grid = _paper_grid(rm_type)
+    lrs, epochs = np.array([lr for lr, _ in grid]), np.array([e for _, e in grid])
+    column = registry.paper_score_columns(rm_type)["overall"]
+    published = registry.models().dropna(subset=[column]).set_index("name")[column]
+    simulated = surface.surfaces(rm_type, grid, seed=3)
+    assert set(simulated) == set(published.index) and len(simulated) >= 40
+    for name, model_surface in simulated.items():
+        assert model_surface.true_score(lrs, epochs).max() == pytest.approx(published[name], abs=1e-9)
+
+
+def test_the_fitted_shape_orders_rewardbench2s_learning_rates_as_published():
+    shape = surface.fit_rewardbench2()
+    assert shape.rms_residual < 1.0 and shape.slope_high > shape.slope_low > 0
+    tulu = surface.Surface("Tulu 8B SFT", 8.0, shape.optimum, shape.peak, shape)
+    rows = surface._read_rewardbench2().query("base == 'Tulu 8B SFT' and train_data == 'Tulu'")
+    for epochs, group in rows.groupby("epochs"):
+        published = group.sort_values("avg")["lr"].tolist()
+        fitted = sorted(group["lr"], key=lambda lr: float(tulu.true_score(lr, epochs)))
+        assert fitted == published, f"{epochs} epoch(s)"
+
+
+def test_curves_rise_and_over_trained_ones_fall_so_curves_cross():
+    model = surface.surfaces("bt", _paper_grid("bt"))["gemma-2-9b-it"]
+    fractions = np.linspace(0.05, 1, 20)
+    high, low = model.true_score(5e-6, 1, fractions), model.true_score(5e-7, 1, fractions)
+    assert np.all(np.diff(low) >= 0)  # under-trained all along: it only rises
+    assert high.argmax() < len(fractions) - 1 and high[-1] < high.max()  # past its optimum: it falls
+    assert high[0] > low[0] and high[-1] < low[-1]  # ahead early, behind at the end: the curves cross
+
+
+def test_an_observation_is_the_true_score_with_binomial_noise_of_the_validation_split():
+    model = surface.surfaces("bt", _paper_grid("bt"))["gemma-2-9b-it"]
+    settings, rng = surface.SimulationSettings(), np.random.default_rng(0)
+    draws = np.array([model.observe(2e-6, 1, 1.0, 0.0, settings, rng) for _ in range(4000)])
+    truth = float(model.true_score(2e-6, 1)) / 100
+    assert draws.mean() == pytest.approx(truth, abs=0.002)
+    assert draws.std() == pytest.approx(np.sqrt(truth * (1 - truth) / 352), rel=0.1)
+    doubled = surface.SimulationSettings(noise_scale=2.0)
+    wider = np.array([model.observe(2e-6, 1, 1.0, 0.0, doubled, rng) for _ in range(4000)])
+    assert wider.std() == pytest.approx(2 * draws.std(), rel=0.15)
