@@ -2,6 +2,7 @@
 import itertools
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from rmsweep.data import registry
@@ -10,14 +11,15 @@ from rmsweep.sweep import spaces
 
 
 def _paper_grid(rm_type: str) -> list:
+    """(lr, epochs, fraction of the steps): every point of the paper's grid, trained to its end."""
     space = spaces.load(None, rm_type, "full", name=f"paper-{'bt' if rm_type == 'bt' else 'regression'}")
-    return list(itertools.product(space.lr, space.epochs))
+    return [(lr, epochs, 1.0) for lr, epochs in itertools.product(space.lr, space.epochs)]
 
 
 @pytest.mark.parametrize("rm_type", ["bt", "regression"])
 def test_each_surface_peaks_at_the_models_published_score_on_the_papers_grid(rm_type):
     grid = _paper_grid(rm_type)
-    lrs, epochs = np.array([lr for lr, _ in grid]), np.array([e for _, e in grid])
+    lrs, epochs = np.array([lr for lr, _, _ in grid]), np.array([e for _, e, _ in grid])
     column = registry.paper_score_columns(rm_type)["overall"]
     published = registry.models().dropna(subset=[column]).set_index("name")[column]
     simulated = surface.surfaces(rm_type, grid, seed=3)
@@ -56,3 +58,37 @@ def test_an_observation_is_the_true_score_with_binomial_noise_of_the_validation_
     doubled = surface.SimulationSettings(noise_scale=2.0)
     wider = np.array([model.observe(2e-6, 1, 1.0, 0.0, doubled, rng) for _ in range(4000)])
     assert wider.std() == pytest.approx(2 * draws.std(), rel=0.15)
+
+
+@pytest.mark.slow
+def test_a_simulated_grid_without_noise_runs_through_tune_and_recommends_the_true_best(local_ray, tmp_path):
+    from dataclasses import replace
+
+    from rmsweep.simulate import sweep as simulated
+
+    space = replace(spaces.load(None, "bt", "full", name="paper-bt"), lr=(5e-7, 2e-6, 5e-6))
+    figures = simulated.run("bt", space, simulated.STRATEGIES["grid"], str(tmp_path), seed=1,
+                            settings=surface.SimulationSettings(noise_scale=0.0),
+                            models=["gemma-2-2b-it", "gemma-2-9b-it"])
+    # The whole grid, every trial to its last step (105 steps: evaluations at 20, 40, ..., 100 and 105).
+    assert figures["trials"] == 6 and figures["trial_steps"] == 6 * (simulated.TRAIN_PAIRS // 64)
+    assert figures["regret_all"] == 0 and figures["picked_best_<3B"] and figures["picked_best_>=6B"]
+
+
+def test_regret_is_measured_at_the_recommended_checkpoint():
+    from rmsweep.simulate import sweep as simulated
+
+    points = _paper_grid("bt")
+    model_surfaces = {name: model for name, model in surface.surfaces("bt", points).items()
+                      if name in ("gemma-2-2b-it", "gemma-2-9b-it")}
+    trials = pd.DataFrame({"trial_id": ["a", "b"], "model": ["gemma-2-9b-it", "gemma-2-2b-it"],
+                           "total_steps": [100, 100], "steps": [100, 40]})
+    # Trial a's noisy best evaluation is its early one (step 20): the recommendation is that checkpoint.
+    curves = pd.DataFrame({"trial_id": ["a", "a", "b"], "model": ["gemma-2-9b-it", "gemma-2-9b-it", "gemma-2-2b-it"],
+                           "lr": [5e-7, 5e-7, 2e-6], "epochs": [1, 1, 1], "step": [20, 100, 40],
+                           "val_accuracy": [0.9, 0.7, 0.6]})
+    figures = simulated.measure(trials, curves, model_surfaces, points)
+    truth = max(float(model.true_score(*zip(*points)).max()) for model in model_surfaces.values())
+    recommended = float(model_surfaces["gemma-2-9b-it"].true_score(5e-7, 1, 0.2))
+    assert figures["regret_all"] == pytest.approx(truth - recommended)
+    assert figures["trial_steps"] == 140 and figures["trials"] == 2

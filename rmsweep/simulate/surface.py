@@ -8,7 +8,7 @@ Where each part comes from (docs/simulator.md shows the fit):
   peak - slope_low * max(0, u* - u) - slope_high * max(0, u - u*), u = log10(lr x epochs); the slopes are fitted
   to those 9 published points (`fit_rewardbench2`).
 - Peak: the paper's published score of the model and RM type (registry `bt_score` / `reg_score`), reached at the
-  best point of the grid being simulated, as the paper's score is its grid's best.
+  best checkpoint of the grid being simulated, as the paper's score is its grid's best checkpoint.
 - Optimum: u*(model) = log10(LR_STAR_8B) - exponent x log10(params / 8B) + the model's offset (normal, spread
   `lr_spread_decades`, drawn per model). The exponent, the spread and LR_STAR_8B are assumptions, stated in
   `SimulationSettings`: no published data pins them for the paper's recipe.
@@ -91,6 +91,8 @@ class Surface:
         """A validation accuracy (0-1) as a trial would report it: the true score, the trial's seed effect, and
         binomial sampling of the validation pairs."""
         mean = np.clip((self.true_score(lr, epochs, fraction) + seed_effect) / 100, 0, 1)
+        if settings.noise_scale == 0:
+            return float(mean)
         pairs = max(1, round(settings.validation_pairs / settings.noise_scale ** 2))  # variance x noise_scale^2
         return float(rng.binomial(pairs, mean) / pairs)
 
@@ -100,19 +102,18 @@ def _model_offset(name: str, seed: int, spread: float) -> float:
     return float(np.random.default_rng([seed, zlib.crc32(name.encode())]).normal(0, spread))
 
 
-def surfaces(rm_type: str, grid: list[tuple[float, int]], settings: SimulationSettings = SimulationSettings(),
-             seed: int = 0) -> dict[str, Surface]:
-    """Every registry model with a published score for `rm_type`, its peak over `grid` ((lr, epochs) points) at
-    that score."""
+def surfaces(rm_type: str, points: list[tuple[float, int, float]],
+             settings: SimulationSettings = SimulationSettings(), seed: int = 0) -> dict[str, Surface]:
+    """Every registry model with a published score for `rm_type`, its best over `points` ((lr, epochs, fraction of
+    the steps) a sweep can recommend: the grid's checkpoints) at that score."""
     shape, column = fit_rewardbench2(), registry.paper_score_columns(rm_type)["overall"]
     table = registry.models().dropna(subset=[column])
-    lrs, epochs = np.array([lr for lr, _ in grid]), np.array([e for _, e in grid])
+    u = np.log10(np.array([lr * epochs * fraction for lr, epochs, fraction in points]))
     result = {}
     for row in table.itertuples():
         optimum = (np.log10(LR_STAR_8B) - settings.size_exponent * np.log10(row.params_b / 8.0)
                    + _model_offset(row.name, seed, settings.lr_spread_decades))
-        # The top such that the grid's best point scores the published one (tops are far above the chance floor).
-        penalty = np.min(shape.slope_low * np.maximum(0, optimum - np.log10(lrs * epochs))
-                         + shape.slope_high * np.maximum(0, np.log10(lrs * epochs) - optimum))
+        # The top such that the best point scores the published score (tops are far above the chance floor).
+        penalty = np.min(shape.slope_low * np.maximum(0, optimum - u) + shape.slope_high * np.maximum(0, u - optimum))
         result[row.name] = Surface(row.name, row.params_b, optimum, float(getattr(row, column)) + penalty, shape)
     return result

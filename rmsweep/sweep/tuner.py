@@ -11,6 +11,7 @@
   Tune's TensorBoard logger writes every trial's metrics under <run>/tune.
 """
 import logging
+import math
 
 from ray import tune
 from ray.tune.logger import TBXLoggerCallback
@@ -36,13 +37,15 @@ class StopOnInterrupt(tune.Stopper):
         return False
 
 
-def run_sweep(sweep: SweepConfig, aggregator, data_ref, ledger: list[dict] = ()) -> tune.ResultGrid:
+def run_sweep(sweep: SweepConfig, aggregator, data_ref, ledger: list[dict] = (), trainable=None) -> tune.ResultGrid:
     """One Tune run over every base model; `data_ref` holds the train and validation records. `ledger`: the
-    trials of an interrupted run of this sweep (--resume): finished ones are not run again, running ones go on."""
+    trials of an interrupted run of this sweep (--resume): finished ones are not run again, running ones go on.
+    `trainable`: a trial function of the sampled settings in place of training (the simulator's)."""
     space, run_dir = sweep.space, storage.Location(sweep.run_dir)
     models = list(sweep.models)
     steps_per_epoch = sweep.train_examples // sweep.training.global_batch_size
-    max_evaluations = max(1, max(space.epochs) * steps_per_epoch // sweep.training.eval_every)
+    # A trial evaluates every eval_every steps and at its last: ASHA's horizon counts that last one too.
+    max_evaluations = max(1, math.ceil(max(space.epochs) * steps_per_epoch / sweep.training.eval_every))
     allocation = None
     if sweep.budget_steps:  # budget-aware: as many trials as the budget allows (none is resumed)
         allocation = ModelHalving(sweep.priors, sweep.budget_steps, max(space.epochs) * steps_per_epoch,
@@ -50,7 +53,7 @@ def run_sweep(sweep: SweepConfig, aggregator, data_ref, ledger: list[dict] = ())
     finished = [row for row in ledger if row["status"] not in CONTINUED]
     interrupted = [row for row in ledger if row["status"] in CONTINUED]
     checkpoints = run_dir.child("checkpoints")
-    trainable = tune.with_parameters(
+    trainable = trainable or tune.with_parameters(
         run_trial, sweep=sweep, data_ref=data_ref, checkpoint_storage=checkpoints.uri,
         # One file per base model that ran out of memory without checkpointing (see training/loop.py).
         out_of_memory_dir=run_dir.child("out_of_memory").uri)

@@ -1,0 +1,132 @@
+"""A simulated sweep: the shipped searcher, per-model ASHA, ledger and aggregator inside Ray Tune, with a trial
+function that reports a response surface's curve (`surface.py`) instead of training, and the measure of what the
+sweep recommends against the true best.
+
+A strategy is a way to run the shipped sweep (`STRATEGIES`): which sampler, how many trials per model, ASHA or
+not, a trial-step budget or not.
+"""
+import itertools
+import zlib
+from dataclasses import dataclass, replace
+
+import numpy as np
+import pandas as pd
+import ray
+from ray import tune
+
+from rmsweep.config import ModelSpec, SweepConfig
+from rmsweep.data import registry
+from rmsweep.simulate.surface import SimulationSettings, Surface, surfaces
+from rmsweep.sweep import aggregate, ledger, plan, spaces, storage, tuner
+from rmsweep.sweep.placement import Placement
+from rmsweep.sweep.search import METRIC
+from rmsweep.sweep.trial import TRIAL_DRIVER_CPUS
+
+TRAIN_PAIRS = 6766  # HelpSteer2-Preference's train pairs after dropping ties (the paper's BT data)
+NO_ASHA = {"grace_period": 10**6, "reduction_factor": 2}  # a grace period no trial reaches: nothing is stopped
+
+
+@dataclass(frozen=True)
+class Strategy:
+    sampler: str  # "grid" or "tpe"
+    samples_per_model: int | None = None  # None: the whole grid
+    asha: bool = True
+    budget_share: float | None = None  # trial-steps to spend, as a share of the full grid's
+
+
+STRATEGIES = {
+    "grid": Strategy("grid", asha=False),
+    "grid+asha": Strategy("grid"),
+    "tpe+asha": Strategy("tpe", samples_per_model=4),
+    "budget": Strategy("grid", budget_share=0.3),
+}
+
+
+def evaluation_steps(total_steps: int, eval_every: int) -> list[int]:
+    """The steps a trial evaluates at, as the training loop does: every `eval_every` and the last."""
+    return sorted({*range(eval_every, total_steps + 1, eval_every), total_steps})
+
+
+def simulated_trial(sampled: dict, model_surfaces: dict, settings: SimulationSettings, seed: int,
+                    steps_per_epoch: int, eval_every: int) -> None:
+    """A trial function for Tune: the reports a trial of `sampled` would make, from its model's surface. The
+    noise is drawn from (seed, model, lr, epochs), so every strategy meets the same draws for the same trial."""
+    model: Surface = model_surfaces[sampled["model"]]
+    lr, epochs = sampled["lr"], sampled["epochs"]
+    total = epochs * steps_per_epoch
+    rng = np.random.default_rng([seed, zlib.crc32(model.model.encode()), round(-np.log10(lr) * 1e6), epochs])
+    seed_effect = rng.normal(0, settings.seed_sd_points * settings.noise_scale)
+    best = 0.0
+    for step in evaluation_steps(total, eval_every):
+        accuracy = model.observe(lr, epochs, step / total, seed_effect, settings, rng)
+        best = max(best, accuracy)
+        tune.report({
+            "step": step, "total_steps": total, "epoch": -(-step // steps_per_epoch), METRIC: accuracy,
+            "best_val_accuracy": best, "train_loss": float("nan"), "train_truncated": 0, "train_dropped": 0,
+            "validation_dropped": 0, "diverged": False, "out_of_memory": "", "tokens_per_second": 0.0,
+            "tokens_trained": 0, "resumed_from_step": 0, "startup_seconds": 0.0, "eval_seconds": 0.0,
+            "layout": "simulated", "two_sequence_pairs": 0, "gradient_checkpointing": False, "loop_seconds": 0.0,
+            "nodes": "simulated",
+        })
+
+
+def sweep_config(rm_type: str, space: spaces.SearchSpace, strategy: Strategy, run_dir: str, seed: int,
+                 models: list[str], concurrency: int) -> SweepConfig:
+    table = registry.models().set_index("name").loc[models]
+    grid_steps = len(space.lr) * sum(space.epochs) * (TRAIN_PAIRS // space.training.global_batch_size)
+    return SweepConfig(
+        name=f"simulated-seed{seed}", run_dir=run_dir, family=None,
+        models={name: ModelSpec(row.hf_id, row.architecture) for name, row in table.iterrows()},
+        params_b=table["params_b"].to_dict(), space=space if strategy.asha else replace(space, asha=NO_ASHA),
+        placements={name: Placement(1, TRIAL_DRIVER_CPUS, 0.0, "ddp") for name in models},
+        max_concurrent_trials=concurrency, rm_type=rm_type, scale="full", seed=seed, sampler=strategy.sampler,
+        samples_per_model=strategy.samples_per_model or space.grid_size(), train_examples=TRAIN_PAIRS,
+        budget_steps=round(strategy.budget_share * grid_steps) if strategy.budget_share else None,
+        priors=plan.budget_priors(models, rm_type) if strategy.budget_share else None,
+    )
+
+
+def run(rm_type: str, space: spaces.SearchSpace, strategy: Strategy, run_dir: str, seed: int,
+        settings: SimulationSettings = SimulationSettings(), models: list[str] | None = None,
+        concurrency: int = 8) -> dict:
+    """One simulated sweep (Ray must be running); returns its measures (`measure`)."""
+    steps_per_epoch = TRAIN_PAIRS // space.training.global_batch_size
+    points = [(lr, epochs, step / (epochs * steps_per_epoch))
+              for lr, epochs in itertools.product(space.lr, space.epochs)
+              for step in evaluation_steps(epochs * steps_per_epoch, space.training.eval_every)]
+    model_surfaces = surfaces(rm_type, points, settings, seed)
+    models = models or list(model_surfaces)
+    sweep = sweep_config(rm_type, space, strategy, run_dir, seed, models, concurrency)
+    aggregator = aggregate.Aggregator.remote(sweep, [ray.put(None)])
+    trainable = tune.with_parameters(simulated_trial, model_surfaces=model_surfaces, settings=settings, seed=seed,
+                                     steps_per_epoch=steps_per_epoch, eval_every=space.training.eval_every)
+    tuner.run_sweep(sweep, aggregator, None, trainable=trainable)
+    ray.get(aggregator.summary.remote())  # every ledger write before it has landed
+    ray.kill(aggregator)
+    location = storage.Location(run_dir)
+    return measure(ledger.read(location), pd.DataFrame(ledger.read_curves(location)),
+                   {name: model_surfaces[name] for name in models}, points)
+
+
+def measure(trials: pd.DataFrame, curves: pd.DataFrame, model_surfaces: dict, points: list) -> dict:
+    """Simple regret (points): the true best checkpoint's score less the true score of the checkpoint the sweep
+    recommends (its best validation accuracy), overall and within each size group; whether each group's true best
+    model was picked; trial-steps spent."""
+    best_evaluations = curves.sort_values("val_accuracy", ascending=False, kind="stable").drop_duplicates("trial_id")
+    best_evaluations = best_evaluations.merge(trials[["trial_id", "total_steps"]], on="trial_id")
+    best_evaluations["true"] = [
+        float(model_surfaces[row.model].true_score(row.lr, row.epochs, row.step / row.total_steps))
+        for row in best_evaluations.itertuples()]
+    best_evaluations["size_group"] = best_evaluations["model"].map(registry.models().set_index("name")["size_group"])
+    lrs, epochs, fractions = (np.array(column) for column in zip(*points))
+    truth = pd.DataFrame({"model": list(model_surfaces), "size_group": [
+        registry.model(name)["size_group"] for name in model_surfaces], "true": [
+        float(surface.true_score(lrs, epochs, fractions).max()) for surface in model_surfaces.values()]})
+    figures = {"trial_steps": int(trials["steps"].sum()), "trials": len(trials)}
+    for group, chosen in [("all", best_evaluations), *best_evaluations.groupby("size_group")]:
+        candidates = truth if group == "all" else truth[truth["size_group"] == group]
+        pick = chosen.sort_values("val_accuracy", ascending=False, kind="stable").iloc[0]
+        figures[f"regret_{group}"] = float(candidates["true"].max() - pick["true"])
+        if group != "all":
+            figures[f"picked_best_{group}"] = pick["model"] == candidates.sort_values("true").iloc[-1]["model"]
+    return figures
