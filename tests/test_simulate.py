@@ -92,3 +92,13 @@ def test_regret_is_measured_at_the_recommended_checkpoint():
     recommended = float(model_surfaces["gemma-2-9b-it"].true_score(5e-7, 1, 0.2))
     assert figures["regret_all"] == pytest.approx(truth - recommended)
     assert figures["trial_steps"] == 140 and figures["trials"] == 2
+
+
+def test_the_budget_strategy_gets_its_share_of_the_whole_grids_trial_steps(tmp_path):
+    from rmsweep.simulate import sweep as simulated
+
+    space = spaces.load(None, "bt", "full", name="paper-bt")
+    models = ["gemma-2-2b-it", "gemma-2-9b-it", "Qwen2.5-1.5B-Instruct"]
+    config = simulated.sweep_config("bt", space, simulated.STRATEGIES["budget"], str(tmp_path), 0, models, 8)
+    assert config.budget_steps == round(0.3 * 3 * 10 * (simulated.TRAIN_PAIRS // 64))
+    assert set(config.priors) == set(models)

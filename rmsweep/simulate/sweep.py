@@ -73,7 +73,7 @@ def simulated_trial(sampled: dict, model_surfaces: dict, settings: SimulationSet
 def sweep_config(rm_type: str, space: spaces.SearchSpace, strategy: Strategy, run_dir: str, seed: int,
                  models: list[str], concurrency: int) -> SweepConfig:
     table = registry.models().set_index("name").loc[models]
-    grid_steps = len(space.lr) * sum(space.epochs) * (TRAIN_PAIRS // space.training.global_batch_size)
+    grid_steps = len(models) * len(space.lr) * sum(space.epochs) * (TRAIN_PAIRS // space.training.global_batch_size)
     return SweepConfig(
         name=f"simulated-seed{seed}", run_dir=run_dir, family=None,
         models={name: ModelSpec(row.hf_id, row.architecture) for name, row in table.iterrows()},
