@@ -6,7 +6,7 @@ curves instead of training. Prints, per strategy, the regret of what the sweep r
 checkpoint's score less the true score of the recommended one, RewardBench points; median and quartiles over
 seeds), how often it picked each size group's true best model, and the trial-steps it spent as a share of the
 full grid's; ends with a RESULT line. In progress: not yet fast enough for the paper's 40 models x 10 learning
-rates x 20 seeds (about 3 s per simulated trial on 2 cores).
+rates x 20 seeds (docs/simulator.md).
 """
 import argparse
 import logging
