@@ -36,7 +36,7 @@ import pandas as pd
 import torch
 
 from rmsweep.config import ModelSpec, TrainConfig, TrainingSettings
-from rmsweep.data import batching, builtin_corpus, packing, tokenization
+from rmsweep.data import batching, builtin_corpus, tokenization
 from rmsweep.model import reward_model
 from rmsweep.training import loop
 
@@ -245,11 +245,11 @@ def describe_data(args, tokenizer, train) -> str:
     tokenized = tokenization.tokenize_pairs(tokenizer, train, args.max_length)
     # Real tokens of one epoch, as rmsweep's trainer tokenizes them: it reports tokens/s, not the count.
     args.train_tokens = sum(len(chosen) + len(rejected) for chosen, rejected in tokenized.sequences)
-    args.computed_tokens = int(batching.unit_lengths(tokenized).sum())  # a shared prompt computed once
+    prompts = batching.prompt_lengths(tokenized)
+    args.computed_tokens = int(batching.unit_lengths(tokenized, prompts).sum())  # a shared prompt computed once
 
     def spread(values) -> str:
         return " / ".join(f"{np.percentile(values, q):.0f}" for q in (10, 50, 90, 100))
-    prompts = [packing.shared_prefix_length(*pair) for pair in tokenized.sequences]
     responses = [len(side) - prompt for pair, prompt in zip(tokenized.sequences, prompts) for side in pair]
     turns = np.array([len(row["prompt"]) for row in train])
     return (f"{len(train)} training pairs ({(turns > 1).mean():.0%} multi-turn); tokens p10 / median / p90 / max: "

@@ -63,7 +63,7 @@ def test_pairs_share_their_prompt_once_and_the_fallback_gets_an_empty_one():
     prefixes = [packing.shared_prefix_length(c, r) for c, r in pairs]
     assert batch.prompt_lengths.tolist() == prefixes and prefixes[-1] == 0 and min(prefixes[:-1]) > 0
     computed = int(batch.prompt_lengths.sum() + batch.response_lengths.sum())
-    assert computed == sum(packing.pair_unit_length(c, r) for c, r in pairs)
+    assert computed == sum(len(c) + len(r) - p for (c, r), p in zip(pairs, prefixes))
     # Row i holds pair i's chosen rest, row n + i its rejected rest, each ending at its sequence's last token.
     for row, (sequence, prefix) in enumerate(zip([c for c, _ in pairs] + [r for _, r in pairs], prefixes * 2)):
         length = int(batch.response_lengths[row])
@@ -93,17 +93,19 @@ def test_token_budget_split_keeps_order_and_budget(seed):
 def test_pass_tokens_count_what_a_shared_prompt_pass_computes():
     pairs = _random_pairs(seed=4)
     batch = packing.share_prompts(pairs, PAD)
-    shapes = batching.pass_shapes(tokenization.Tokenized(pairs), shared_prompt=True)
+    tokenized = tokenization.Tokenized(pairs)
+    shapes = batching.pass_shapes(tokenized, batching.prompt_lengths(tokenized))
     assert batching.pass_tokens(shapes) == batch.prompt_ids.numel() + batch.response_ids.numel()
     padded = tokenization.pad([c for c, _ in pairs] + [r for _, r in pairs], PAD)[0]
-    assert batching.pass_tokens(batching.pass_shapes(tokenization.Tokenized(pairs), False)) == padded.numel()
+    assert batching.pass_tokens(batching.pass_shapes(tokenized, np.zeros(len(pairs), int))) == padded.numel()
 
 
 def test_token_budget_steps_hold_the_same_examples_and_gradient():
     torch.manual_seed(0)
     tokenizer, model = reward_model.load_reward_model(CONFIG.model_spec, "bt")
     pairs = tokenization.tokenize_pairs(tokenizer, DATA["bt"].train[:32], 128)
-    lengths, shapes = batching.unit_lengths(pairs), batching.pass_shapes(pairs, shared_prompt=True)
+    prompts = batching.prompt_lengths(pairs)
+    lengths, shapes = batching.unit_lengths(pairs, prompts), batching.pass_shapes(pairs, prompts)
     by_examples = next(batching.rank_micro_batches(32, 16, 4, 0, 1, seed=0, epoch=0))
     by_tokens = next(batching.rank_micro_batches(32, 16, 4, 0, 1, seed=0, epoch=0, lengths=lengths,
                                                  token_budget=300, shapes=shapes))

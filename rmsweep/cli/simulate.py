@@ -69,9 +69,7 @@ def main(argv=None) -> int:
                 log.info("%s, seed %d: regret %.2f points, %d trials, %d trial-steps", name, seed,
                          figures["regret_all"], figures["trials"], figures["trial_steps"])
                 rows.append({"strategy": name, "seed": seed, **figures})
-    models = len(args.models) if args.models else len(known)
-    steps_per_epoch = simulated.TRAIN_PAIRS // space.training.global_batch_size
-    grid_steps = models * len(space.lr) * sum(space.epochs) * steps_per_epoch
+    grid_steps = simulated.grid_trial_steps(space, len(args.models or known))
     summary = summarize(pd.DataFrame(rows), grid_steps)
     print(summary.to_string(float_format=lambda x: f"{x:.3g}"))
     print("RESULT " + " ".join(f"{strategy}_regret_median={row.regret_median:.3f} "

@@ -5,7 +5,7 @@ import math
 
 import numpy as np
 
-from rmsweep.data.packing import pair_unit_length, shared_prefix_length
+from rmsweep.data.packing import shared_prefix_length
 from rmsweep.data.tokenization import Tokenized
 
 
@@ -14,21 +14,22 @@ def sequence_lengths(tokenized: Tokenized) -> np.ndarray:
     return np.array([max(map(len, row)) if isinstance(row, tuple) else len(row) for row in tokenized.sequences])
 
 
-def unit_lengths(tokenized: Tokenized) -> np.ndarray:
-    """Per row, its real tokens with a pair's prompt shared (`packing`): both sides less their shared prefix."""
-    return np.array([pair_unit_length(*row) if isinstance(row, tuple) else len(row) for row in tokenized.sequences])
+def prompt_lengths(tokenized: Tokenized) -> np.ndarray:
+    """Per row, the prefix a pair's two sequences share (`packing.shared_prefix_length`); 0 for a sequence."""
+    return np.array([shared_prefix_length(*row) if isinstance(row, tuple) else 0 for row in tokenized.sequences])
 
 
-def pass_shapes(tokenized: Tokenized, shared_prompt: bool) -> np.ndarray:
+def unit_lengths(tokenized: Tokenized, prompts: np.ndarray) -> np.ndarray:
+    """Per row, its real tokens with `prompts` (`prompt_lengths`) computed once: a pair's two sides less it."""
+    return np.array([sum(map(len, row)) - prompt if isinstance(row, tuple) else len(row)
+                     for row, prompt in zip(tokenized.sequences, prompts)])
+
+
+def pass_shapes(tokenized: Tokenized, prompts: np.ndarray) -> np.ndarray:
     """Per example, (prompt tokens, longest rest, rows of rests) as a forward pass lays it out: a pair sharing its
-    prompt is a prompt row and two rows of rests; otherwise no prompt row and its sequences whole."""
-    shapes = []
-    for row in tokenized.sequences:
-        if not isinstance(row, tuple):
-            shapes.append((0, len(row), 1))
-            continue
-        prompt = shared_prefix_length(*row) if shared_prompt else 0
-        shapes.append((prompt, max(len(row[0]), len(row[1])) - prompt, 2))
+    prompt (`prompts`, zeros where none is shared) is a prompt row and two rows of rests; a sequence is one row."""
+    shapes = [(0, len(row), 1) if not isinstance(row, tuple) else (prompt, max(map(len, row)) - prompt, 2)
+              for row, prompt in zip(tokenized.sequences, prompts)]
     return np.array(shapes).reshape(-1, 3)
 
 

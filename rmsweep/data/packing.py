@@ -36,11 +36,6 @@ def shared_prefix_length(chosen: list[int], rejected: list[int]) -> int:
     return length
 
 
-def pair_unit_length(chosen: list[int], rejected: list[int]) -> int:
-    """Tokens a pair computes with its prefix shared: both sequences less the prefix once."""
-    return len(chosen) + len(rejected) - shared_prefix_length(chosen, rejected)
-
-
 def _right_padded(sequences: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
     lengths = torch.tensor([len(sequence) for sequence in sequences])
     ids = torch.full((len(sequences), max(1, int(lengths.max()))), pad_id, dtype=torch.long)

@@ -7,6 +7,7 @@ checkpoint's `score` layer is the BNRM head (`heads.py`), which `load_checkpoint
 import inspect
 import json
 from contextlib import contextmanager
+from functools import cache
 from pathlib import Path
 
 import torch
@@ -120,6 +121,12 @@ def packed_rewards(model, input_ids: torch.Tensor, position_ids: torch.Tensor,
     return model.score(hidden.last_hidden_state[0, last_tokens])
 
 
+@cache
+def _cache_argument(model_class) -> str:
+    """transformers >= 5.24 names a model's key/value cache argument `cache`; earlier versions `past_key_values`."""
+    return "cache" if "cache" in inspect.signature(model_class.forward).parameters else "past_key_values"
+
+
 def shared_prompt_rewards(model, input_ids: torch.Tensor, prompt_ids: torch.Tensor, prompt_lengths: torch.Tensor,
                           response_lengths: torch.Tensor) -> torch.Tensor:
     """The head's outputs at each response's last token, for pairs laid out by `packing.share_prompts`: the
@@ -129,8 +136,7 @@ def shared_prompt_rewards(model, input_ids: torch.Tensor, prompt_ids: torch.Tens
     prompt_positions = torch.arange(prompt_width, device=device).expand(pairs, -1)
     prompt_real = prompt_positions < prompt_lengths[:, None]
     cache = DynamicCache()  # no config: every layer keeps all keys (the masks apply the sliding windows)
-    # transformers >= 5.24 names the argument `cache`; earlier versions `past_key_values`.
-    cache_argument = "cache" if "cache" in inspect.signature(base.forward).parameters else "past_key_values"
+    cache_argument = _cache_argument(type(base))
     base(input_ids=prompt_ids, position_ids=prompt_positions, **{cache_argument: cache}, use_cache=True,
          attention_mask=masks.attention_masks(model.config, prompt_positions, prompt_positions, prompt_real,
                                               model.dtype))

@@ -42,6 +42,15 @@ STRATEGIES = {
 }
 
 
+def steps_per_epoch(space: spaces.SearchSpace) -> int:
+    return TRAIN_PAIRS // space.training.global_batch_size
+
+
+def grid_trial_steps(space: spaces.SearchSpace, models: int) -> int:
+    """Trial-steps of the whole grid, every trial to its end: what a strategy's spending is a share of."""
+    return models * len(space.lr) * sum(space.epochs) * steps_per_epoch(space)
+
+
 def evaluation_steps(total_steps: int, eval_every: int) -> list[int]:
     """The steps a trial evaluates at, as the training loop does: every `eval_every` and the last."""
     return sorted({*range(eval_every, total_steps + 1, eval_every), total_steps})
@@ -73,7 +82,6 @@ def simulated_trial(sampled: dict, model_surfaces: dict, settings: SimulationSet
 def sweep_config(rm_type: str, space: spaces.SearchSpace, strategy: Strategy, run_dir: str, seed: int,
                  models: list[str], concurrency: int) -> SweepConfig:
     table = registry.models().set_index("name").loc[models]
-    grid_steps = len(models) * len(space.lr) * sum(space.epochs) * (TRAIN_PAIRS // space.training.global_batch_size)
     return SweepConfig(
         name=f"simulated-seed{seed}", run_dir=run_dir, family=None,
         models={name: ModelSpec(row.hf_id, row.architecture) for name, row in table.iterrows()},
@@ -81,7 +89,8 @@ def sweep_config(rm_type: str, space: spaces.SearchSpace, strategy: Strategy, ru
         placements={name: Placement(1, TRIAL_DRIVER_CPUS, 0.0, "ddp") for name in models},
         max_concurrent_trials=concurrency, rm_type=rm_type, scale="full", seed=seed, sampler=strategy.sampler,
         samples_per_model=strategy.samples_per_model or space.grid_size(), train_examples=TRAIN_PAIRS,
-        budget_steps=round(strategy.budget_share * grid_steps) if strategy.budget_share else None,
+        budget_steps=round(strategy.budget_share * grid_trial_steps(space, len(models))) if strategy.budget_share
+        else None,
         priors=plan.budget_priors(models, rm_type) if strategy.budget_share else None,
     )
 
@@ -90,16 +99,15 @@ def run(rm_type: str, space: spaces.SearchSpace, strategy: Strategy, run_dir: st
         settings: SimulationSettings = SimulationSettings(), models: list[str] | None = None,
         concurrency: int = 8) -> dict:
     """One simulated sweep (Ray must be running); returns its measures (`measure`)."""
-    steps_per_epoch = TRAIN_PAIRS // space.training.global_batch_size
-    points = [(lr, epochs, step / (epochs * steps_per_epoch))
-              for lr, epochs in itertools.product(space.lr, space.epochs)
-              for step in evaluation_steps(epochs * steps_per_epoch, space.training.eval_every)]
+    steps = steps_per_epoch(space)
+    points = [(lr, epochs, step / (epochs * steps)) for lr, epochs in itertools.product(space.lr, space.epochs)
+              for step in evaluation_steps(epochs * steps, space.training.eval_every)]
     model_surfaces = surfaces(rm_type, points, settings, seed)
     models = models or list(model_surfaces)
     sweep = sweep_config(rm_type, space, strategy, run_dir, seed, models, concurrency)
     aggregator = aggregate.Aggregator.remote(sweep, [ray.put(None)])
     trainable = tune.with_parameters(simulated_trial, model_surfaces=model_surfaces, settings=settings, seed=seed,
-                                     steps_per_epoch=steps_per_epoch, eval_every=space.training.eval_every)
+                                     steps_per_epoch=steps, eval_every=space.training.eval_every)
     tuner.run_sweep(sweep, aggregator, None, trainable=trainable)
     ray.get(aggregator.summary.remote())  # every ledger write before it has landed
     ray.kill(aggregator)

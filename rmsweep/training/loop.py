@@ -20,11 +20,12 @@ from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.distributed as dist
 
 from rmsweep.config import AUTO, TrainConfig
-from rmsweep.data import batching, packing, token_cache, tokenization
+from rmsweep.data import batching, token_cache, tokenization
 from rmsweep.model import masks, reward_model
 from rmsweep.sweep import storage
 from rmsweep.training import distributed, step
@@ -56,7 +57,7 @@ class Trial:
     tokens_trained: int = 0  # real tokens over every rank and step so far (the curve's x for throughput)
     resumed_from_step: int = 0
     recent_losses: list = field(default_factory=list)
-    two_sequence_pairs: int = 0  # training pairs whose prompt is computed twice (all, unless shared_prompt)
+    prompts: np.ndarray | None = None  # per training row, the prompt its pass computes once (prompt_lengths)
 
 
 def check_same_across_ranks(values_by_rank: list) -> None:
@@ -123,7 +124,7 @@ def setup(config: TrainConfig, records: dict, rank: int, world_size: int, device
                   warmup_then_constant(optimizer, config.training.warmup_steps), train, validation, layout,
                   checkpointing, marker, timers,
                   total_steps=config.epochs * (len(train.sequences) // config.training.global_batch_size))
-    trial.two_sequence_pairs = two_sequence_pairs(trial)
+    set_prompts(trial)
     if resume_from:
         restore(trial, Path(resume_from))
     trial.timers.startup_seconds = trial.timers.since_start()
@@ -148,14 +149,19 @@ def choose_layout(config: TrainConfig, model: reward_model.RewardModel, checkpoi
     return "shared_prompt" if wanted and possible else "padded"
 
 
+def set_prompts(trial: Trial) -> None:
+    """The training rows' shared prompt lengths, found once: none unless the layout shares prompts."""
+    shared = trial.layout == "shared_prompt"
+    trial.prompts = (batching.prompt_lengths(trial.train) if shared
+                     else np.zeros(len(trial.train.sequences), dtype=int))
+
+
 def two_sequence_pairs(trial: Trial) -> int:
     """Training pairs computed as two sequences: all, unless they share a prompt; then those sharing no token."""
     pairs = trial.train.sequences
     if not pairs or not isinstance(pairs[0], tuple):
         return 0
-    if trial.layout != "shared_prompt":
-        return len(pairs)
-    return sum(not packing.shared_prefix_length(*pair) for pair in pairs)
+    return int((trial.prompts == 0).sum())
 
 
 def restore(trial: Trial, checkpoint: Path) -> None:
@@ -173,12 +179,12 @@ def restore(trial: Trial, checkpoint: Path) -> None:
 def remaining_steps(trial: Trial):
     """(epoch, this rank's micro-batches) for every step not yet taken; the order is fixed by the seed."""
     config, training = trial.config, trial.config.training
-    shared = trial.layout == "shared_prompt"
     lengths = shapes = None
     if config.length_grouping or config.tokens_per_micro_batch:
-        lengths = (batching.unit_lengths if shared else batching.sequence_lengths)(trial.train)
+        lengths = (batching.unit_lengths(trial.train, trial.prompts) if trial.layout == "shared_prompt"
+                   else batching.sequence_lengths(trial.train))
     if config.tokens_per_micro_batch:
-        shapes = batching.pass_shapes(trial.train, shared)
+        shapes = batching.pass_shapes(trial.train, trial.prompts)
     every_step = ((epoch, micro_batches) for epoch in range(config.epochs)
                   for micro_batches in batching.rank_micro_batches(
                       len(trial.train.sequences), training.global_batch_size, training.micro_batch_size, trial.rank,
@@ -209,7 +215,7 @@ def handle_out_of_memory(trial: Trial, error: step.OutOfMemory, redo) -> tuple[l
     step.turn_on_gradient_checkpointing(trial.model)
     trial.checkpointing = True
     trial.layout = choose_layout(trial.config, reward_model.unwrap(trial.model), True, trial.device)
-    trial.two_sequence_pairs = two_sequence_pairs(trial)
+    set_prompts(trial)
     try:
         return *redo(), ""
     except step.OutOfMemory as again:
@@ -282,7 +288,7 @@ def evaluate(trial: Trial, epoch: int, diverged: bool, out_of_memory: str) -> di
         "tokens_per_second": tokens / timers.training_seconds, "tokens_trained": trial.tokens_trained,
         "resumed_from_step": trial.resumed_from_step, "startup_seconds": timers.startup_seconds,
         "eval_seconds": timers.eval_seconds, "layout": trial.layout,
-        "two_sequence_pairs": trial.two_sequence_pairs,
+        "two_sequence_pairs": two_sequence_pairs(trial),
         "gradient_checkpointing": trial.checkpointing,
         "loop_seconds": timers.since_start(),  # the trial's wall time less this is Ray's overhead
     }
