@@ -204,6 +204,10 @@ class SweepConfig:
     def training(self) -> TrainingSettings:
         return self.space.training
 
+    @property
+    def steps_per_epoch(self) -> int:
+        return self.train_examples // self.training.global_batch_size
+
     def trial_config(self, model: str, lr: float, epochs: int, out_of_memory_dir: str | None) -> TrainConfig:
         placement = self.placements[model]
         return TrainConfig(

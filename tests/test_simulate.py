@@ -60,19 +60,31 @@ def test_an_observation_is_the_true_score_with_binomial_noise_of_the_validation_
     assert wider.std() == pytest.approx(2 * draws.std(), rel=0.15)
 
 
-@pytest.mark.slow
-def test_a_simulated_grid_without_noise_runs_through_tune_and_recommends_the_true_best(local_ray, tmp_path):
-    from dataclasses import replace
-
+def test_a_simulated_grid_without_noise_recommends_the_true_best(tmp_path):
     from rmsweep.simulate import sweep as simulated
 
-    space = replace(spaces.load(None, "bt", "full", name="paper-bt"), lr=(5e-7, 5e-6))
-    figures = simulated.run("bt", space, simulated.STRATEGIES["grid"], str(tmp_path), seed=1,
-                            settings=surface.SimulationSettings(noise_scale=0.0),
+    figures = simulated.run("bt", spaces.load(None, "bt", "full", name="paper-bt"), simulated.STRATEGIES["grid"],
+                            str(tmp_path), seed=1, settings=surface.SimulationSettings(noise_scale=0.0),
                             models=["gemma-2-2b-it", "gemma-2-9b-it"])
     # The whole grid, every trial to its last step (105 steps: evaluations at 20, 40, ..., 100 and 105).
-    assert figures["trials"] == 4 and figures["trial_steps"] == 4 * (simulated.TRAIN_PAIRS // 64)
+    assert figures["trials"] == 20 and figures["trial_steps"] == 20 * (simulated.TRAIN_PAIRS // 64)
     assert figures["regret_all"] == 0 and figures["picked_best_<3B"] and figures["picked_best_>=6B"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("strategy", ["tpe+asha", "budget"])
+def test_a_simulated_sweep_through_tune_ends_as_the_in_process_engine_does(local_ray, tmp_path, strategy):
+    """One trial at a time, Ray Tune's controller (with the ledger and aggregator) and the in-process engine call
+    the searcher and scheduler in the same order: the same trials, spending and recommendation."""
+    from rmsweep.simulate import sweep as simulated
+
+    space = spaces.load(None, "bt", "full", name="paper-bt")
+    runs = [simulated.run("bt", space, simulated.STRATEGIES[strategy], str(tmp_path / engine), seed=0,
+                          models=["gemma-2-2b-it", "gemma-2-9b-it"], concurrency=1, engine=engine)
+            for engine in simulated.ENGINES]
+    assert runs[0] == runs[1]
+    assert runs[0]["trials"] == 8 and 0 < runs[0]["trial_steps"] < 8 * (simulated.TRAIN_PAIRS // 64)
+    assert (tmp_path / "tune" / "curves.parquet").exists()
 
 
 def test_regret_is_measured_at_the_recommended_checkpoint():

@@ -6,7 +6,6 @@ A strategy is a way to run the shipped sweep (`STRATEGIES`): which sampler, how 
 not, a trial-step budget or not.
 """
 import itertools
-import zlib
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -16,7 +15,9 @@ from ray import tune
 
 from rmsweep.config import ModelSpec, SweepConfig
 from rmsweep.data import registry
-from rmsweep.simulate.surface import SimulationSettings, Surface, surfaces
+from rmsweep.simulate import engine
+from rmsweep.simulate.surface import SimulationSettings, surfaces
+from rmsweep.simulate.trial import TrialSimulator, evaluation_steps, simulated_trial
 from rmsweep.sweep import aggregate, ledger, plan, spaces, storage, tuner
 from rmsweep.sweep.placement import Placement
 from rmsweep.sweep.search import METRIC
@@ -51,34 +52,6 @@ def grid_trial_steps(space: spaces.SearchSpace, models: int) -> int:
     return models * len(space.lr) * sum(space.epochs) * steps_per_epoch(space)
 
 
-def evaluation_steps(total_steps: int, eval_every: int) -> list[int]:
-    """The steps a trial evaluates at, as the training loop does: every `eval_every` and the last."""
-    return sorted({*range(eval_every, total_steps + 1, eval_every), total_steps})
-
-
-def simulated_trial(sampled: dict, model_surfaces: dict, settings: SimulationSettings, seed: int,
-                    steps_per_epoch: int, eval_every: int) -> None:
-    """A trial function for Tune: the reports a trial of `sampled` would make, from its model's surface. The
-    noise is drawn from (seed, model, lr, epochs), so every strategy meets the same draws for the same trial."""
-    model: Surface = model_surfaces[sampled["model"]]
-    lr, epochs = sampled["lr"], sampled["epochs"]
-    total = epochs * steps_per_epoch
-    rng = np.random.default_rng([seed, zlib.crc32(model.model.encode()), round(-np.log10(lr) * 1e6), epochs])
-    seed_effect = rng.normal(0, settings.seed_sd_points * settings.noise_scale)
-    best = 0.0
-    for step in evaluation_steps(total, eval_every):
-        accuracy = model.observe(lr, epochs, step / total, seed_effect, settings, rng)
-        best = max(best, accuracy)
-        tune.report({
-            "step": step, "total_steps": total, "epoch": -(-step // steps_per_epoch), METRIC: accuracy,
-            "best_val_accuracy": best, "train_loss": float("nan"), "train_truncated": 0, "train_dropped": 0,
-            "validation_dropped": 0, "diverged": False, "out_of_memory": "", "tokens_per_second": 0.0,
-            "tokens_trained": 0, "resumed_from_step": 0, "startup_seconds": 0.0, "eval_seconds": 0.0,
-            "layout": "simulated", "two_sequence_pairs": 0, "gradient_checkpointing": False, "loop_seconds": 0.0,
-            "nodes": "simulated",
-        })
-
-
 def sweep_config(rm_type: str, space: spaces.SearchSpace, strategy: Strategy, run_dir: str, seed: int,
                  models: list[str], concurrency: int) -> SweepConfig:
     table = registry.models().set_index("name").loc[models]
@@ -95,25 +68,45 @@ def sweep_config(rm_type: str, space: spaces.SearchSpace, strategy: Strategy, ru
     )
 
 
+ENGINES = ("in-process", "tune")
+
+
 def run(rm_type: str, space: spaces.SearchSpace, strategy: Strategy, run_dir: str, seed: int,
         settings: SimulationSettings = SimulationSettings(), models: list[str] | None = None,
-        concurrency: int = 8) -> dict:
-    """One simulated sweep (Ray must be running); returns its measures (`measure`)."""
+        concurrency: int = 8, engine: str = "in-process") -> dict:
+    """One simulated sweep; returns its measures (`measure`). `engine`: "tune" runs the shipped sweep in Ray Tune
+    (Ray must be running), with its ledger and aggregator under `run_dir`; "in-process" drives the same searcher and
+    scheduler without Tune's controller (`engine.py`), much faster."""
     steps = steps_per_epoch(space)
     points = [(lr, epochs, step / (epochs * steps)) for lr, epochs in itertools.product(space.lr, space.epochs)
               for step in evaluation_steps(epochs * steps, space.training.eval_every)]
     model_surfaces = surfaces(rm_type, points, settings, seed)
     models = models or list(model_surfaces)
     sweep = sweep_config(rm_type, space, strategy, run_dir, seed, models, concurrency)
+    simulator = TrialSimulator(model_surfaces, settings, seed, steps, space.training.eval_every)
+    trials, curves = (_run_in_tune if engine == "tune" else _run_in_process)(sweep, simulator)
+    return measure(trials, curves, {name: model_surfaces[name] for name in models}, points)
+
+
+def _run_in_tune(sweep: SweepConfig, simulator: TrialSimulator) -> tuple[pd.DataFrame, pd.DataFrame]:
     aggregator = aggregate.Aggregator.remote(sweep, [ray.put(None)])
-    trainable = tune.with_parameters(simulated_trial, model_surfaces=model_surfaces, settings=settings, seed=seed,
-                                     steps_per_epoch=steps, eval_every=space.training.eval_every)
-    tuner.run_sweep(sweep, aggregator, None, trainable=trainable)
+    tuner.run_sweep(sweep, aggregator, None, trainable=tune.with_parameters(simulated_trial, simulator=simulator))
     ray.get(aggregator.summary.remote())  # every ledger write before it has landed
     ray.kill(aggregator)
-    location = storage.Location(run_dir)
-    return measure(ledger.read(location), pd.DataFrame(ledger.read_curves(location)),
-                   {name: model_surfaces[name] for name in models}, points)
+    location = storage.Location(sweep.run_dir)
+    return ledger.read(location), pd.DataFrame(ledger.read_curves(location))
+
+
+def _run_in_process(sweep: SweepConfig, simulator: TrialSimulator) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The trials and curves, in the ledger's and curves.parquet's columns that `measure` reads."""
+    ended = engine.run(tuner.searcher(sweep), tuner.scheduler(sweep), simulator.reports, sweep.max_concurrent_trials)
+    trials = pd.DataFrame([{"trial_id": trial.trial_id, "model": trial.config["model"],
+                            "steps": trial.made[-1]["step"], "total_steps": trial.made[-1]["total_steps"]}
+                           for trial in ended])
+    curves = pd.DataFrame([{"trial_id": trial.trial_id, "model": trial.config["model"], "lr": trial.config["lr"],
+                            "epochs": trial.config["epochs"], "step": report["step"],
+                            "val_accuracy": report[METRIC]} for trial in ended for report in trial.made])
+    return trials, curves
 
 
 def measure(trials: pd.DataFrame, curves: pd.DataFrame, model_surfaces: dict, points: list) -> dict:

@@ -1,7 +1,9 @@
 """The aggregator: a named Ray actor that keeps the sweep's ledger and turns it into results.
 
 During the sweep it receives every trial's progress and every finished trial (from `progress.LedgerCallback`),
-rewrites `trials.csv` whole each time (running trials included, with status `running`), and publishes the
+rewrites `trials.csv` and `curves.parquet` whole (running trials included, with status `running`) at each finished
+trial and at most once a second in between (a sweep of fast trials would otherwise spend its time rewriting them
+at every evaluation), and publishes the
 sweep's progress as Ray metrics (the dashboard's Metrics view, Prometheus): trials per status, the best
 validation accuracy per base model, training tokens per second per running trial. At the end it scores each
 base model's best checkpoint on the sweep's benchmarks (one Ray task per model, so a cluster scores them in
@@ -9,6 +11,7 @@ parallel; a regression RM's attribute weights are searched on the validation pai
 per-completion score under `scores/`, fits the selector and writes the run directory's outputs.
 """
 import json
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -25,6 +28,8 @@ from rmsweep.model import reward_model
 from rmsweep.sweep import ledger, storage
 from rmsweep.sweep.plan import AGGREGATOR_PREFIX
 from rmsweep.training.loop import TRAINER_STATE
+
+PROGRESS_WRITE_INTERVAL_S = 1.0  # the ledger and curves lag a running trial's progress by at most this
 
 
 def actor_name(run_name: str) -> str:
@@ -79,6 +84,7 @@ class Aggregator:
         self._trials: list[dict] = list(finished)  # finished, including those of an interrupted run (--resume)
         self._curves: list[dict] = ledger.read_curves(self._run_dir)  # an interrupted run's too
         self._running: dict[str, dict] = {}  # trial id -> latest progress row
+        self._written_at = 0.0  # when the ledger and curves were last written
         tags = {"run": sweep.name}
         self._trial_counts = Gauge("rmsweep_trials", "Trials of the sweep, by status", tag_keys=("run", "status"))
         self._best = Gauge("rmsweep_best_val_accuracy", "Best validation accuracy of a base model so far",
@@ -93,10 +99,10 @@ class Aggregator:
         self._running[row["trial_id"]] = row
         if evaluation is not None:
             self._curves.append(evaluation)
-            ledger.write_curves(self._run_dir, self._curves)
         if row["tokens_per_second"] is not None:
             self._throughput.set(row["tokens_per_second"], {"model": row["model"], "trial": row["trial_id"]})
-        self._write_ledger()
+        if row["status"] != "running" or time.monotonic() - self._written_at >= PROGRESS_WRITE_INTERVAL_S:
+            self._write_ledger()
 
     def record_trial(self, row: dict) -> None:
         self._running.pop(row["trial_id"], None)
@@ -119,6 +125,10 @@ class Aggregator:
     __repr__ = summary
 
     def _write_ledger(self) -> None:
+        """trials.csv and curves.parquet, written whole, and the metrics."""
+        self._written_at = time.monotonic()
+        if self._curves:
+            ledger.write_curves(self._run_dir, self._curves)
         table = ledger.write(self._run_dir, [*self._trials, *self._running.values()], self._sweep.rm_type)
         counts = table["status"].value_counts()
         for status in ledger.STATUSES:  # zeros too: the last running trial's end must bring "running" to 0

@@ -37,22 +37,34 @@ class StopOnInterrupt(tune.Stopper):
         return False
 
 
+def searcher(sweep: SweepConfig, finished: list[dict] = (), interrupted: list[dict] = ()) -> PerModelSearcher:
+    """The sweep's searcher: a study per base model, its trials allocated evenly or within the budget."""
+    space = sweep.space
+    allocation = None
+    if sweep.budget_steps:  # budget-aware: as many trials as the budget allows (none is resumed)
+        allocation = ModelHalving(sweep.priors, sweep.budget_steps, max(space.epochs) * sweep.steps_per_epoch,
+                                  max_trials_per_model=None if space.lr_is_range else space.grid_size())
+    return PerModelSearcher(list(sweep.models), space.distributions(), sweep.samples_per_model, sweep.seed,
+                            sweep.sampler == "grid", finished, interrupted, allocation)
+
+
+def scheduler(sweep: SweepConfig) -> PerModelASHA:
+    """ASHA per base model, its horizon the longest trial's evaluations (every eval_every steps and the last)."""
+    space = sweep.space
+    max_evaluations = max(1, math.ceil(max(space.epochs) * sweep.steps_per_epoch / sweep.training.eval_every))
+    return PerModelASHA(max_evaluations, space.asha["grace_period"], space.asha["reduction_factor"])
+
+
 def run_sweep(sweep: SweepConfig, aggregator, data_ref, ledger: list[dict] = (), trainable=None) -> tune.ResultGrid:
     """One Tune run over every base model; `data_ref` holds the train and validation records. `ledger`: the
     trials of an interrupted run of this sweep (--resume): finished ones are not run again, running ones go on.
-    `trainable`: a trial function of the sampled settings in place of training (the simulator's)."""
-    space, run_dir = sweep.space, storage.Location(sweep.run_dir)
-    models = list(sweep.models)
-    steps_per_epoch = sweep.train_examples // sweep.training.global_batch_size
-    # A trial evaluates every eval_every steps and at its last: ASHA's horizon counts that last one too.
-    max_evaluations = max(1, math.ceil(max(space.epochs) * steps_per_epoch / sweep.training.eval_every))
-    allocation = None
-    if sweep.budget_steps:  # budget-aware: as many trials as the budget allows (none is resumed)
-        allocation = ModelHalving(sweep.priors, sweep.budget_steps, max(space.epochs) * steps_per_epoch,
-                                  max_trials_per_model=None if space.lr_is_range else space.grid_size())
+    `trainable`: a trial function of the sampled settings in place of training (the simulator's); its trials
+    reuse their actors (a new process per trial would cost more than the trial)."""
+    run_dir = storage.Location(sweep.run_dir)
     finished = [row for row in ledger if row["status"] not in CONTINUED]
     interrupted = [row for row in ledger if row["status"] in CONTINUED]
     checkpoints = run_dir.child("checkpoints")
+    simulated = trainable is not None
     trainable = trainable or tune.with_parameters(
         run_trial, sweep=sweep, data_ref=data_ref, checkpoint_storage=checkpoints.uri,
         # One file per base model that ran out of memory without checkpointing (see training/loop.py).
@@ -61,11 +73,11 @@ def run_sweep(sweep: SweepConfig, aggregator, data_ref, ledger: list[dict] = (),
     tuner = tune.Tuner(
         tune.with_resources(trainable, {"CPU": TRIAL_DRIVER_CPUS}),
         tune_config=tune.TuneConfig(
-            search_alg=PerModelSearcher(models, space.distributions(), sweep.samples_per_model, sweep.seed,
-                                        sweep.sampler == "grid", finished, interrupted, allocation),
-            scheduler=PerModelASHA(max_evaluations, space.asha["grace_period"], space.asha["reduction_factor"]),
+            search_alg=searcher(sweep, finished, interrupted),
+            scheduler=scheduler(sweep),
             num_samples=-1 if total is None else total - len(finished),  # -1: until the searcher ends
             max_concurrent_trials=sweep.max_concurrent_trials,
+            reuse_actors=simulated,
         ),
         run_config=tune.RunConfig(
             name="tune", storage_path=run_dir.uri, verbose=0, stop=StopOnInterrupt(),
@@ -76,10 +88,10 @@ def run_sweep(sweep: SweepConfig, aggregator, data_ref, ledger: list[dict] = (),
                        TBXLoggerCallback()],
         ),
     )
-    if allocation:
+    if sweep.budget_steps:
         log.info("sweeping %d base model(s) within %s trial-steps (successive halving over models, seeded by the "
-                 "selector), %d at a time", len(models), f"{sweep.budget_steps:,}", sweep.max_concurrent_trials)
+                 "selector), %d at a time", len(sweep.models), f"{sweep.budget_steps:,}", sweep.max_concurrent_trials)
     else:
-        log.info("sweeping %d base model(s) x %d trials, %d at a time", len(models), sweep.samples_per_model,
+        log.info("sweeping %d base model(s) x %d trials, %d at a time", len(sweep.models), sweep.samples_per_model,
                  sweep.max_concurrent_trials)
     return tuner.fit()
