@@ -141,7 +141,7 @@ class TrainConfig:
                 "strategy": self.strategy}
 
 
-SAMPLERS = ("tpe", "grid")
+SAMPLERS = ("tpe", "grid", "gp", "random")
 KEEP_CHECKPOINTS = ("best", "all", "none")
 
 
@@ -166,7 +166,8 @@ class SweepConfig:
     scale: str = _help("tiny (random-weight twins, built-in data) or full (real checkpoints)", "tiny")
     seed: int = _help("seeds samplers, model init and data order", 0)
     data_seed: int = _help("seeds the data itself: the built-in corpus's draw, a training mix's shuffle", 0)
-    sampler: str = _help("tpe (Optuna TPE per base model) or grid (every point of a list-valued space)", "tpe")
+    sampler: str = _help("tpe, gp or random (Optuna's, per base model), or grid (every point of a list-valued "
+                         "space)", "tpe")
     samples_per_model: int = _help("trials per base model (without a budget)", 4)
     budget_steps: int | None = _help("budget-aware sweep: trial-steps to spend in all; None: off", None)
     priors: dict | None = _help("budget-aware sweep: base model -> predicted RewardBench score", None)

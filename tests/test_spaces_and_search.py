@@ -2,6 +2,8 @@ import shutil
 from collections import Counter
 from types import SimpleNamespace
 
+import numpy as np
+import optuna
 import pytest
 import yaml
 from optuna.trial import TrialState
@@ -102,7 +104,7 @@ def test_telling_the_last_point_of_a_grid_ends_no_sweep_by_itself():
     """Optuna's BruteForceSampler stops its study once the grid is exhausted, which raises outside
     study.optimize; the searcher tells the trial all the same, once, however often Tune repeats a completion."""
     space = spaces.load("gemma2", "bt", "tiny", name="rewardbench2")
-    searcher = PerModelSearcher(["a"], space.distributions(), space.grid_size(), seed=0, grid=True)
+    searcher = PerModelSearcher(["a"], space.distributions(), space.grid_size(), seed=0, sampler="grid")
     for index in range(space.grid_size()):
         searcher.suggest(f"t{index}")
     for index in range(space.grid_size()):
@@ -120,7 +122,7 @@ def test_an_interrupted_runs_ledger_is_told_to_the_studies_as_it_ended():
                  "steps": 32}]
     interrupted = [{"model": "a", "trial_id": "old1", "lr": lr[2], "epochs": epochs[1], "status": "interrupted",
                     "best_val_accuracy": 0.8, "steps": 48}]
-    searcher = PerModelSearcher(["a"], space.distributions(), 4, seed=0, grid=True, finished=finished,
+    searcher = PerModelSearcher(["a"], space.distributions(), 4, seed=0, sampler="grid", finished=finished,
                                 interrupted=interrupted)
     states = {(t.params["lr"], t.state): t.intermediate_values for t in searcher.studies["a"].trials}
     assert states == {(lr[2], TrialState.PRUNED): {48: 0.8}, (lr[0], TrialState.COMPLETE): {},
@@ -137,7 +139,7 @@ def test_tpe_samples_at_random_for_half_a_models_trials_then_guides(monkeypatch)
 
 def test_grid_sampling_walks_every_point_once_per_model():
     space = spaces.load("gemma2", "bt", "tiny", name="rewardbench2")
-    searcher = PerModelSearcher(["a", "b"], space.distributions(), space.grid_size(), seed=0, grid=True)
+    searcher = PerModelSearcher(["a", "b"], space.distributions(), space.grid_size(), seed=0, sampler="grid")
     configs = [searcher.suggest(f"t{i}") for i in range(2 * space.grid_size())]
     for model in ("a", "b"):
         points = sorted((c["lr"], c["epochs"]) for c in configs if c["model"] == model)
@@ -153,7 +155,7 @@ def test_a_resumed_grid_searcher_continues_the_interrupted_trials_and_never_repe
                  "steps": 3}]
     interrupted = [{"model": "a", "trial_id": "old1", "lr": lr[2], "epochs": epochs[1], "status": "running",
                     "best_val_accuracy": 0.7, "steps": 32}]
-    searcher = PerModelSearcher(["a", "b"], space.distributions(), space.grid_size(), seed=0, grid=True,
+    searcher = PerModelSearcher(["a", "b"], space.distributions(), space.grid_size(), seed=0, sampler="grid",
                                 finished=finished, interrupted=interrupted)
     configs = [searcher.suggest(f"t{i}") for i in range(2 * space.grid_size() - 2)]
     assert configs[0] == {"model": "a", "lr": lr[2], "epochs": epochs[1], "resume_trial_id": "old1"}
@@ -267,3 +269,29 @@ def test_trials_hand_ray_train_the_sweep_settings_unless_the_environment_sets_th
     passed_on = get_env_vars_to_propagate()
     assert passed_on["RAY_TRAIN_HEALTH_CHECK_INTERVAL_S"] == RAY_TRAIN_ENV["RAY_TRAIN_HEALTH_CHECK_INTERVAL_S"]
     assert passed_on["RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S"] == "90"
+
+
+@pytest.mark.parametrize("sampler", ["tpe", "gp"])
+def test_model_based_samplers_search_a_list_of_learning_rates_on_its_log_scale(sampler):
+    """The study sees lr as a number (so neighbouring rates can inform each other); every trial gets a listed
+    value, the one nearest the sample."""
+    space = spaces.load(None, "bt", "full", name="paper-bt")
+    searcher = PerModelSearcher(["a"], space.distributions(ordered=True), 6, seed=0, sampler=sampler,
+                                lr_grid=space.lr)
+    for index in range(6):
+        config = searcher.suggest(f"t{index}")
+        assert config["lr"] in space.lr
+        asked = searcher._asked[f"t{index}"]
+        nearest = min(space.lr, key=lambda lr: abs(np.log10(lr) - np.log10(asked.params["lr"])))
+        assert config["lr"] == nearest
+        searcher.on_trial_complete(f"t{index}", _result(0.9 - abs(np.log10(config["lr"]) + 6) / 10, 64))
+    trials = [trial for trial in searcher.studies["a"].trials if trial.state == TrialState.COMPLETE]
+    assert isinstance(trials[0].distributions["lr"], optuna.distributions.FloatDistribution)
+    assert len({searcher._on_grid(trial.params["lr"]) for trial in trials}) == 6  # no point run twice
+
+
+def test_random_search_draws_listed_points_without_repeats():
+    space = spaces.load(None, "bt", "full", name="paper-bt")
+    searcher = PerModelSearcher(["a"], space.distributions(), 10, seed=0, sampler="random")
+    points = [searcher.suggest(f"t{index}")["lr"] for index in range(10)]
+    assert sorted(points) == sorted(space.lr)

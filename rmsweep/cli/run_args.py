@@ -94,12 +94,13 @@ def parse_args(argv=None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--sampler", choices=config.SAMPLERS, default="tpe",
-        help="tpe: Optuna TPE per base model; grid: every (lr, epochs) point of a space whose lr is a list "
+        help="per base model: tpe (Optuna's TPE), gp (Optuna's Gaussian-process sampler), random, or grid (every "
+        "(lr, epochs) point of a space whose lr is a list; tpe and gp search such a list on its log scale) "
         "(default: tpe)",
     )
     parser.add_argument(
         "--num-samples", metavar="N", type=int,
-        help=f"trials per base model (default: {plan.DEFAULT_TPE_SAMPLES} with tpe, the whole grid with grid)",
+        help=f"trials per base model (default: {plan.DEFAULT_TPE_SAMPLES}, the whole grid with grid)",
     )
     parser.add_argument(
         "--trust-remote-code", action="store_true",

@@ -29,7 +29,7 @@ NO_ASHA = {"grace_period": 10**6, "reduction_factor": 2}  # a grace period no tr
 
 @dataclass(frozen=True)
 class Strategy:
-    sampler: str  # "grid" or "tpe"
+    sampler: str  # one of config.SAMPLERS
     samples_per_model: int | None = None  # None: the whole grid
     asha: bool = True
     budget_share: float | None = None  # trial-steps to spend, as a share of the full grid's
@@ -37,8 +37,10 @@ class Strategy:
 
 STRATEGIES = {
     "grid": Strategy("grid", asha=False),
+    "random": Strategy("random", samples_per_model=4, asha=False),
     "grid+asha": Strategy("grid"),
     "tpe+asha": Strategy("tpe", samples_per_model=4),
+    "gp+asha": Strategy("gp", samples_per_model=4),
     "budget": Strategy("grid", budget_share=0.3),
 }
 

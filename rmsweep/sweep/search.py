@@ -5,8 +5,9 @@ import pickle
 import warnings
 from collections import Counter
 
+import numpy as np
 import optuna
-from optuna.samplers import BruteForceSampler, TPESampler
+from optuna.samplers import BruteForceSampler, GPSampler, RandomSampler, TPESampler
 from optuna.trial import TrialState, create_trial
 from ray.tune.search import Searcher
 
@@ -15,6 +16,7 @@ from rmsweep.sweep import interrupt, ledger
 METRIC, MODE = "val_accuracy", "max"
 optuna.logging.set_verbosity(optuna.logging.WARNING)  # one line per study created is noise here
 MAX_REPEATS = 20  # times a study may suggest an already-run point before the repeat is accepted
+ORDERED_SAMPLERS = ("tpe", "gp")  # model-based: they search a list of learning rates on its log scale
 
 
 class Allocation:
@@ -106,6 +108,22 @@ class ModelHalving(Allocation):
         self._spent += self._running.pop(trial_id)[1]
 
 
+def make_sampler(name: str, samples_per_model: int, seed: int) -> optuna.samplers.BaseSampler:
+    """One model's sampler. Model-based ones sample at random until n_startup_trials have finished (Optuna's
+    default is 10); with a few trials per model that would be all of them, so half of each model's trials explore
+    and the rest are guided."""
+    startup = max(2, min(10, samples_per_model // 2))
+    if name == "grid":
+        with warnings.catch_warnings():  # "experimental" since Optuna 3.1, and what --sampler grid needs
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            return BruteForceSampler(seed=seed)
+    if name == "gp":
+        return GPSampler(n_startup_trials=startup, seed=seed)
+    if name == "random":
+        return RandomSampler(seed=seed)
+    return TPESampler(n_startup_trials=startup, seed=seed)
+
+
 def tell(study: optuna.Study, asked, value: float | None = None, state: TrialState = TrialState.COMPLETE) -> None:
     """study.tell, where the grid's BruteForceSampler may stop the study once every point has been told: outside
     study.optimize that raises, after the trial's state is stored; the allocation ends the sweep instead."""
@@ -127,9 +145,12 @@ class PerModelSearcher(Searcher):
     """One Optuna study per base model (ask and tell); which model gets the next trial is the allocation's choice
     (even, or budget-aware: `ModelHalving`).
 
-    Each study samples with TPE, or, with `grid`, walks every point of the (categorical) space in a random
-    order: Optuna's BruteForceSampler, which knows the points tried by their values, so that told points are
-    never run again. Every evaluation is reported to the trial's study as an intermediate value; a trial ASHA
+    Each study samples with `sampler`: "tpe" (Optuna's TPE), "gp" (Optuna's Gaussian-process sampler), "random",
+    or "grid", which walks every point of the (categorical) space in a random order: Optuna's BruteForceSampler,
+    which knows the points tried by their values, so that told points are never run again. Given `lr_grid` (a
+    list-valued space searched by TPE or GP), lr is searched on its log scale between the grid's ends and each
+    sample taken to the nearest grid value: an ordered lr lets a model-based sampler learn that neighbouring
+    rates score alike, which a categorical one cannot. Every evaluation is reported to the trial's study as an intermediate value; a trial ASHA
     stops is told as pruned (not as complete with its low-rung score), so TPE weighs it as a trial that did not
     get to finish. A resumed sweep hands in its ledger: `finished` trials are told to their studies;
     `interrupted` ones are told as pruned at their best so far and handed out first, as they were, to continue
@@ -137,22 +158,14 @@ class PerModelSearcher(Searcher):
     """
 
     def __init__(self, models: list[str], distributions: dict, samples_per_model: int, seed: int,
-                 grid: bool = False, finished: list[dict] = (), interrupted: list[dict] = (), allocation=None):
+                 sampler: str = "tpe", finished: list[dict] = (), interrupted: list[dict] = (), allocation=None,
+                 lr_grid: tuple | None = None):
         super().__init__(metric=METRIC, mode=MODE)
         self.allocation = allocation or EvenAllocation(models, samples_per_model)
         self._distributions = distributions
-        # TPE samples at random until n_startup_trials have finished (Optuna's default is 10); with a few trials
-        # per model that would be all of them, so half of each model's budget is spent exploring, the rest guided.
-        startup = max(2, min(10, samples_per_model // 2))
-
-        def sampler(index):
-            if grid:
-                with warnings.catch_warnings():  # "experimental" since Optuna 3.1, and what --sampler grid needs
-                    warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-                    return BruteForceSampler(seed=seed + index)
-            return TPESampler(n_startup_trials=startup, seed=seed + index)
-
-        self.studies = {model: optuna.create_study(direction="maximize", sampler=sampler(index))
+        self._lr_grid = lr_grid
+        self.studies = {model: optuna.create_study(direction="maximize",
+                                                   sampler=make_sampler(sampler, samples_per_model, seed + index))
                         for index, model in enumerate(models)}
         self._suggested = Counter(row["model"] for row in [*finished, *interrupted])
         self._model_of_trial = {}
@@ -211,14 +224,20 @@ class PerModelSearcher(Searcher):
         study, tried = self.studies[model], self._tried[model]
         for attempt in range(MAX_REPEATS + 1):
             asked = study.ask(self._distributions)
-            key = (asked.params["lr"], asked.params["epochs"])
+            key = (self._on_grid(asked.params["lr"]), asked.params["epochs"])
             if key not in tried or attempt == MAX_REPEATS:
                 break
             self._tell_known(study, asked, tried[key])
         tried.setdefault(key, None)
         self._asked[trial_id], self._reported[trial_id] = asked, set()
         self._point_of_trial[trial_id] = key
-        return dict(asked.params)
+        return {"lr": key[0], "epochs": key[1]}
+
+    def _on_grid(self, lr: float) -> float:
+        """The grid's value nearest `lr` on the log scale (lr itself without a grid)."""
+        if self._lr_grid is None:
+            return lr
+        return self._lr_grid[int(np.abs(np.log10(self._lr_grid) - np.log10(lr)).argmin())]
 
     @staticmethod
     def _tell_known(study, asked, outcome) -> None:

@@ -37,9 +37,11 @@ class SearchSpace:
     asha: dict
     data: object  # the data spec, checked against the RM type by sources.check_spec
 
-    def distributions(self) -> dict:
-        lr = (optuna.distributions.FloatDistribution(*self.lr, log=True) if self.lr_is_range
-              else optuna.distributions.CategoricalDistribution(self.lr))
+    def distributions(self, ordered: bool = False) -> dict:
+        """Optuna's distributions; `ordered`: a list of learning rates as the log-scale range between its ends
+        (for samplers that model lr as a number; the searcher takes each sample to the nearest listed value)."""
+        lr = (optuna.distributions.FloatDistribution(min(self.lr), max(self.lr), log=True)
+              if self.lr_is_range or ordered else optuna.distributions.CategoricalDistribution(self.lr))
         return {"lr": lr, "epochs": optuna.distributions.CategoricalDistribution(self.epochs)}
 
     def grid(self) -> dict:

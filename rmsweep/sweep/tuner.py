@@ -21,7 +21,7 @@ from rmsweep.sweep import interrupt, storage
 from rmsweep.sweep.ledger import CONTINUED
 from rmsweep.sweep.progress import LedgerCallback
 from rmsweep.sweep.scheduler import PerModelASHA
-from rmsweep.sweep.search import ModelHalving, PerModelSearcher
+from rmsweep.sweep.search import ORDERED_SAMPLERS, ModelHalving, PerModelSearcher
 from rmsweep.sweep.trial import TRIAL_DRIVER_CPUS, run_trial
 
 log = logging.getLogger(__name__)
@@ -44,8 +44,9 @@ def searcher(sweep: SweepConfig, finished: list[dict] = (), interrupted: list[di
     if sweep.budget_steps:  # budget-aware: as many trials as the budget allows (none is resumed)
         allocation = ModelHalving(sweep.priors, sweep.budget_steps, max(space.epochs) * sweep.steps_per_epoch,
                                   max_trials_per_model=None if space.lr_is_range else space.grid_size())
-    return PerModelSearcher(list(sweep.models), space.distributions(), sweep.samples_per_model, sweep.seed,
-                            sweep.sampler == "grid", finished, interrupted, allocation)
+    ordered = sweep.sampler in ORDERED_SAMPLERS and not space.lr_is_range
+    return PerModelSearcher(list(sweep.models), space.distributions(ordered), sweep.samples_per_model, sweep.seed,
+                            sweep.sampler, finished, interrupted, allocation, lr_grid=space.lr if ordered else None)
 
 
 def scheduler(sweep: SweepConfig) -> PerModelASHA:
