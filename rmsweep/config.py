@@ -169,6 +169,8 @@ class SweepConfig:
     sampler: str = _help("tpe, gp or random (Optuna's, per base model), or grid (every point of a list-valued "
                          "space)", "tpe")
     samples_per_model: int = _help("trials per base model (without a budget)", 4)
+    transfer: bool = _help("sweep models one after another, smallest first, each model's first trial at the lr "
+                           "predicted by the models finished before it (sweep/transfer.py)", False)
     budget_steps: int | None = _help("budget-aware sweep: trial-steps to spend in all; None: off", None)
     priors: dict | None = _help("budget-aware sweep: base model -> predicted RewardBench score", None)
     benchmarks: tuple = _help("benchmarks the best checkpoints are scored on; the first is the headline",
@@ -232,4 +234,5 @@ class SweepConfig:
 
 # What must not change between a sweep and its --resume (the data's fingerprints included).
 RESUME_FIELDS = ("family", "rm_type", "bt_variant", "reward_centering", "regression_weights", "scale", "seed",
-                 "models", "sampler", "samples_per_model", "space", "data_fingerprints", "budget_steps")
+                 "models", "sampler", "samples_per_model", "space", "data_fingerprints", "budget_steps",
+                 "transfer")

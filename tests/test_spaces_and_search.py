@@ -295,3 +295,35 @@ def test_random_search_draws_listed_points_without_repeats():
     searcher = PerModelSearcher(["a"], space.distributions(), 10, seed=0, sampler="random")
     points = [searcher.suggest(f"t{index}")["lr"] for index in range(10)]
     assert sorted(points) == sorted(space.lr)
+
+
+def test_the_learning_rate_prior_follows_the_finished_models_and_refits_as_they_finish():
+    from rmsweep.sweep.transfer import LearningRatePrior
+
+    prior = LearningRatePrior({"s": 1.0, "m": 4.0, "l": 16.0, "next": 64.0})
+    assert prior.predict("next") is None
+    prior.model_finished("s", 4e-6)
+    assert prior.predict("next") == pytest.approx(4e-6)  # one model: its rate
+    prior.model_finished("m", 2e-6)
+    prior.model_finished("l", 1e-6)  # lr halves as size quadruples: lr ~ params^-0.5
+    assert prior.predict("next") == pytest.approx(5e-7)
+
+
+def test_transfer_sweeps_models_in_turn_and_starts_each_at_the_predicted_rate():
+    from rmsweep.sweep.transfer import InOrderAllocation, LearningRatePrior
+
+    space = spaces.load(None, "bt", "full", name="paper-bt")
+    params = {"big": 8.0, "small": 2.0}
+    searcher = PerModelSearcher(list(params), space.distributions(ordered=True), 3, seed=0, sampler="tpe",
+                                allocation=InOrderAllocation(params, 3), lr_grid=space.lr,
+                                lr_prior=LearningRatePrior(params))
+    first = [searcher.suggest(f"s{index}") for index in range(3)]
+    assert [config["model"] for config in first] == ["small"] * 3
+    def score(lr):  # the small model does best near 3e-6
+        return 0.9 - abs(np.log10(lr / 3e-6)) / 10
+
+    for index, config in enumerate(first):
+        searcher.on_trial_complete(f"s{index}", _result(score(config["lr"]), 64))
+    assert len({config["lr"] for config in first}) == 3
+    best = max((config["lr"] for config in first), key=score)
+    assert searcher.suggest("b0") == {"model": "big", "lr": best, "epochs": 1}

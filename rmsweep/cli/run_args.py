@@ -109,6 +109,11 @@ def parse_args(argv=None) -> argparse.Namespace:
         "safetensors only, either way",
     )
     parser.add_argument(
+        "--transfer", action="store_true",
+        help="sweep the models one after another, smallest first, each model's first trial at the learning rate "
+        "that the models finished before it predict (log lr linear in log parameters); see docs/simulator.md",
+    )
+    parser.add_argument(
         "--budget", metavar="STEPS", type=int,
         help="budget-aware sweep: spend at most STEPS trial-steps (optimizer steps summed over trials) with "
         "successive halving over base models, seeded by the selector's predictions, so that unpromising models "

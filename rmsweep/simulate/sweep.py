@@ -33,6 +33,7 @@ class Strategy:
     samples_per_model: int | None = None  # None: the whole grid
     asha: bool = True
     budget_share: float | None = None  # trial-steps to spend, as a share of the full grid's
+    transfer: bool = False  # models in turn, each starting at the lr its predecessors predict
 
 
 STRATEGIES = {
@@ -40,6 +41,7 @@ STRATEGIES = {
     "random": Strategy("random", samples_per_model=4, asha=False),
     "grid+asha": Strategy("grid"),
     "tpe+asha": Strategy("tpe", samples_per_model=4),
+    "tpe+asha+transfer": Strategy("tpe", samples_per_model=4, transfer=True),
     "gp+asha": Strategy("gp", samples_per_model=4),
     "budget": Strategy("grid", budget_share=0.3),
 }
@@ -64,6 +66,7 @@ def sweep_config(rm_type: str, space: spaces.SearchSpace, strategy: Strategy, ru
         placements={name: Placement(1, TRIAL_DRIVER_CPUS, 0.0, "ddp") for name in models},
         max_concurrent_trials=concurrency, rm_type=rm_type, scale="full", seed=seed, sampler=strategy.sampler,
         samples_per_model=strategy.samples_per_model or space.grid_size(), train_examples=TRAIN_PAIRS,
+        transfer=strategy.transfer,
         budget_steps=round(strategy.budget_share * grid_trial_steps(space, len(models))) if strategy.budget_share
         else None,
         priors=plan.budget_priors(models, rm_type) if strategy.budget_share else None,

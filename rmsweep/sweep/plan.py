@@ -52,6 +52,8 @@ def check_flags(args: argparse.Namespace) -> None:
                         ("--budget", args.budget)):
         if value is not None and value <= 0:
             raise UsageError(f"{flag} must be positive, got {value}")
+    if args.budget and args.transfer:
+        raise UsageError("--budget and --transfer each choose which model gets the next trial: use one")
     if args.budget and args.num_samples is not None:
         raise UsageError("--budget decides how many trials each model gets: drop --num-samples")
     if args.budget and args.resume:
@@ -224,7 +226,7 @@ def build_config(args: argparse.Namespace, request: Request, data: sources.Data,
         validation_weights=tuple(scoring.PUBLISHED_WEIGHTS.get(args.regression_weights,
                                                                scoring.PUBLISHED_WEIGHTS["nemotron-4-340b"])),
         scale=args.scale, seed=args.seed, data_seed=data_seed(args), sampler=args.sampler,
-        samples_per_model=request.samples_per_model, budget_steps=args.budget,
+        samples_per_model=request.samples_per_model, budget_steps=args.budget, transfer=args.transfer,
         priors=budget_priors(list(request.models), args.rm_type) if args.budget else None,
         benchmarks=(("rewardbench", "rewardbench2") if request.data_spec == "builtin"
                     else tuple(entry["source"] for entry in request.data_spec["eval"])),

@@ -150,18 +150,22 @@ class PerModelSearcher(Searcher):
     which knows the points tried by their values, so that told points are never run again. Given `lr_grid` (a
     list-valued space searched by TPE or GP), lr is searched on its log scale between the grid's ends and each
     sample taken to the nearest grid value: an ordered lr lets a model-based sampler learn that neighbouring
-    rates score alike, which a categorical one cannot. Every evaluation is reported to the trial's study as an intermediate value; a trial ASHA
-    stops is told as pruned (not as complete with its low-rung score), so TPE weighs it as a trial that did not
-    get to finish. A resumed sweep hands in its ledger: `finished` trials are told to their studies;
+    rates score alike, which a categorical one cannot. Given `lr_prior` (transfer.py), a model's first trial runs
+    at the learning rate the models finished before it predict.
+
+    Every evaluation is reported to the trial's study as an intermediate value; a trial ASHA stops is told as
+    pruned (not as complete with its low-rung score), so TPE weighs it as a trial that did not get to finish. A resumed sweep hands in its ledger: `finished` trials are told to their studies;
     `interrupted` ones are told as pruned at their best so far and handed out first, as they were, to continue
     from their checkpoints (their final result is told when they complete).
     """
 
     def __init__(self, models: list[str], distributions: dict, samples_per_model: int, seed: int,
                  sampler: str = "tpe", finished: list[dict] = (), interrupted: list[dict] = (), allocation=None,
-                 lr_grid: tuple | None = None):
+                 lr_grid: tuple | None = None, lr_prior=None):
         super().__init__(metric=METRIC, mode=MODE)
         self.allocation = allocation or EvenAllocation(models, samples_per_model)
+        self._samples_per_model, self._lr_prior = samples_per_model, lr_prior
+        self._ended = Counter()  # trials of each model told their end in this run
         self._distributions = distributions
         self._lr_grid = lr_grid
         self.studies = {model: optuna.create_study(direction="maximize",
@@ -182,6 +186,8 @@ class PerModelSearcher(Searcher):
                                                                          pruned)
             else:
                 self._tried[row["model"]][(row["lr"], row["epochs"])] = None
+        for row in finished:
+            self._model_ended(row["model"])
         self._to_resume = [{"model": row["model"], "lr": row["lr"], "epochs": row["epochs"],
                             "resume_trial_id": row["trial_id"]} for row in interrupted]
         self._resumed = {}  # Tune trial id -> config, for trials the studies did not suggest
@@ -222,6 +228,8 @@ class PerModelSearcher(Searcher):
         only cost compute. A repeated suggestion is told its known result (or as failed while that trial still
         runs) and the study asked again; after MAX_REPEATS, or when every point has run, the repeat stands."""
         study, tried = self.studies[model], self._tried[model]
+        if self._lr_prior and not tried:
+            self._enqueue_prior(study, model)
         for attempt in range(MAX_REPEATS + 1):
             asked = study.ask(self._distributions)
             key = (self._on_grid(asked.params["lr"]), asked.params["epochs"])
@@ -232,6 +240,28 @@ class PerModelSearcher(Searcher):
         self._asked[trial_id], self._reported[trial_id] = asked, set()
         self._point_of_trial[trial_id] = key
         return {"lr": key[0], "epochs": key[1]}
+
+    def _enqueue_prior(self, study: optuna.Study, model: str) -> None:
+        """A model's first trial at the learning rate the models swept before it predict (transfer.py)."""
+        predicted = self._lr_prior.predict(model)
+        if predicted is None:
+            return
+        lr = self._distributions["lr"]
+        if isinstance(lr, optuna.distributions.CategoricalDistribution):
+            predicted = min(lr.choices, key=lambda choice: abs(np.log10(choice) - np.log10(predicted)))
+        else:
+            predicted = float(np.clip(predicted, lr.low, lr.high))
+        study.enqueue_trial({"lr": predicted})
+
+    def _model_ended(self, model: str) -> None:
+        """Once all of a model's trials have ended, its best learning rate goes to the prior."""
+        self._ended[model] += 1
+        if not self._lr_prior or self._ended[model] < self._samples_per_model:
+            return
+        completed = {point: outcome[0] for point, outcome in self._tried[model].items()
+                     if outcome is not None and not outcome[2]}
+        if completed:
+            self._lr_prior.model_finished(model, max(completed, key=completed.get)[0])
 
     def _on_grid(self, lr: float) -> float:
         """The grid's value nearest `lr` on the log scale (lr itself without a grid)."""
@@ -286,6 +316,7 @@ class PerModelSearcher(Searcher):
             tried[point] = (result[METRIC], result["step"], False)
         del self._asked[trial_id], self._reported[trial_id]
         self.allocation.on_complete(trial_id, result)
+        self._model_ended(self._model_of_trial[trial_id])
 
     def save(self, checkpoint_path: str) -> None:
         with open(checkpoint_path, "wb") as handle:

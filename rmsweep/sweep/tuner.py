@@ -17,7 +17,7 @@ from ray import tune
 from ray.tune.logger import TBXLoggerCallback
 
 from rmsweep.config import SweepConfig
-from rmsweep.sweep import interrupt, storage
+from rmsweep.sweep import interrupt, storage, transfer
 from rmsweep.sweep.ledger import CONTINUED
 from rmsweep.sweep.progress import LedgerCallback
 from rmsweep.sweep.scheduler import PerModelASHA
@@ -40,13 +40,17 @@ class StopOnInterrupt(tune.Stopper):
 def searcher(sweep: SweepConfig, finished: list[dict] = (), interrupted: list[dict] = ()) -> PerModelSearcher:
     """The sweep's searcher: a study per base model, its trials allocated evenly or within the budget."""
     space = sweep.space
-    allocation = None
+    allocation, lr_prior = None, None
     if sweep.budget_steps:  # budget-aware: as many trials as the budget allows (none is resumed)
         allocation = ModelHalving(sweep.priors, sweep.budget_steps, max(space.epochs) * sweep.steps_per_epoch,
                                   max_trials_per_model=None if space.lr_is_range else space.grid_size())
+    elif sweep.transfer:
+        allocation = transfer.InOrderAllocation(sweep.params_b, sweep.samples_per_model)
+        lr_prior = transfer.LearningRatePrior(sweep.params_b)
     ordered = sweep.sampler in ORDERED_SAMPLERS and not space.lr_is_range
     return PerModelSearcher(list(sweep.models), space.distributions(ordered), sweep.samples_per_model, sweep.seed,
-                            sweep.sampler, finished, interrupted, allocation, lr_grid=space.lr if ordered else None)
+                            sweep.sampler, finished, interrupted, allocation, lr_grid=space.lr if ordered else None,
+                            lr_prior=lr_prior)
 
 
 def scheduler(sweep: SweepConfig) -> PerModelASHA:

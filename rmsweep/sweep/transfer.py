@@ -1,0 +1,49 @@
+"""Transfer across base models: where a model's search starts, from the models already swept.
+
+The optimum learning rate moves smoothly with model size, so once some models of a sweep have finished, their best
+learning rates predict where the next model's lies: log10(best lr) fitted linear in log10(parameters) over the
+finished models (their mean with fewer than three, or with one size only), refitted as each model finishes. The
+searcher runs a model's first trial at the prediction (`PerModelSearcher`, `lr_prior`); before any model has
+finished there is none, and the first trials are the sampler's own. Models are swept one after another, smallest
+first (`InOrderAllocation`), so that most of them start from a prediction.
+"""
+from collections import Counter
+
+import numpy as np
+from ray.tune.search import Searcher
+
+from rmsweep.sweep.search import Allocation
+
+MIN_MODELS_FOR_SLOPE = 3
+
+
+class LearningRatePrior:
+    def __init__(self, params_b: dict[str, float]):
+        self._params_b = params_b
+        self._best_lr: dict[str, float] = {}
+
+    def model_finished(self, model: str, best_lr: float) -> None:
+        self._best_lr[model] = best_lr
+
+    def predict(self, model: str) -> float | None:
+        """The learning rate predicted for `model` (None before any model has finished)."""
+        if not self._best_lr:
+            return None
+        sizes = np.log10([max(self._params_b[m], 1e-9) for m in self._best_lr])
+        rates = np.log10(list(self._best_lr.values()))
+        if len(rates) < MIN_MODELS_FOR_SLOPE or np.ptp(sizes) == 0:
+            return float(10 ** rates.mean())
+        slope, intercept = np.polyfit(sizes, rates, 1)
+        return float(10 ** (intercept + slope * np.log10(max(self._params_b[model], 1e-9))))
+
+
+class InOrderAllocation(Allocation):
+    """`samples_per_model` trials for each base model, one model after another, smallest first."""
+
+    def __init__(self, params_b: dict[str, float], samples_per_model: int):
+        self._models = sorted(params_b, key=params_b.get)
+        self._samples_per_model = samples_per_model
+
+    def assign(self, trial_id: str, suggested: Counter):
+        open_models = [m for m in self._models if suggested[m] < self._samples_per_model]
+        return open_models[0] if open_models else Searcher.FINISHED
