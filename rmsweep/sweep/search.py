@@ -154,9 +154,10 @@ class PerModelSearcher(Searcher):
     at the learning rate the models finished before it predict.
 
     Every evaluation is reported to the trial's study as an intermediate value; a trial ASHA stops is told as
-    pruned (not as complete with its low-rung score), so TPE weighs it as a trial that did not get to finish. A resumed sweep hands in its ledger: `finished` trials are told to their studies;
-    `interrupted` ones are told as pruned at their best so far and handed out first, as they were, to continue
-    from their checkpoints (their final result is told when they complete).
+    pruned (not as complete with its low-rung score), so TPE weighs it as a trial that did not get to finish.
+    A resumed sweep hands in its ledger: `finished` trials are told to their studies; `interrupted` ones are told
+    as pruned at their best so far and handed out first, as they were, to continue from their checkpoints (their
+    final result is told when they complete).
     """
 
     def __init__(self, models: list[str], distributions: dict, samples_per_model: int, seed: int,
