@@ -60,12 +60,15 @@ def test_an_observation_is_the_true_score_with_binomial_noise_of_the_validation_
     assert wider.std() == pytest.approx(2 * draws.std(), rel=0.15)
 
 
+PAPER_BT = spaces.load(None, "bt", "full", name="paper-bt")
+TWO_MODELS = ["gemma-2-2b-it", "gemma-2-9b-it"]
+
+
 def test_a_simulated_grid_without_noise_recommends_the_true_best(tmp_path):
     from rmsweep.simulate import sweep as simulated
 
-    figures = simulated.run("bt", spaces.load(None, "bt", "full", name="paper-bt"), simulated.STRATEGIES["grid"],
-                            str(tmp_path), seed=1, settings=surface.SimulationSettings(noise_scale=0.0),
-                            models=["gemma-2-2b-it", "gemma-2-9b-it"])
+    problem = simulated.simulated_problem("bt", PAPER_BT, surface.SimulationSettings(noise_scale=0.0), 1, TWO_MODELS)
+    figures = simulated.run(problem, simulated.STRATEGIES["grid"], str(tmp_path), seed=1)
     # The whole grid, every trial to its last step (105 steps: evaluations at 20, 40, ..., 100 and 105).
     assert figures["trials"] == 20 and figures["trial_steps"] == 20 * (simulated.TRAIN_PAIRS // 64)
     assert figures["regret_all"] == 0 and figures["picked_best_<3B"] and figures["picked_best_>=6B"]
@@ -78,39 +81,80 @@ def test_a_simulated_sweep_through_tune_ends_as_the_in_process_engine_does(local
     the searcher and scheduler in the same order: the same trials, spending and recommendation."""
     from rmsweep.simulate import sweep as simulated
 
-    space = spaces.load(None, "bt", "full", name="paper-bt")
-    runs = [simulated.run("bt", space, simulated.STRATEGIES[strategy], str(tmp_path / engine), seed=0,
-                          models=["gemma-2-2b-it", "gemma-2-9b-it"], concurrency=1, engine=engine)
-            for engine in simulated.ENGINES]
+    problem = simulated.simulated_problem("bt", PAPER_BT, seed=0, models=TWO_MODELS)
+    runs = [simulated.run(problem, simulated.STRATEGIES[strategy], str(tmp_path / engine), seed=0, concurrency=1,
+                          engine=engine) for engine in simulated.ENGINES]
     assert runs[0] == runs[1]
     assert runs[0]["trials"] == 8 and 0 < runs[0]["trial_steps"] < 8 * (simulated.TRAIN_PAIRS // 64)
     assert (tmp_path / "tune" / "curves.parquet").exists()
 
 
+@pytest.mark.slow
+def test_a_recorded_sweep_replays_to_the_same_best_trial(local_ray, tmp_path):
+    """A grid recorded through Tune (ledger, curves.parquet, sweep.json as a real sweep writes them), replayed:
+    the grid finds the recorded best checkpoint; other strategies run on the recording."""
+    from dataclasses import replace
+
+    from rmsweep.simulate import replay
+    from rmsweep.simulate import sweep as simulated
+
+    space = replace(PAPER_BT, lr=(5e-7, 1e-6, 5e-6))
+    recorded = simulated.run(simulated.simulated_problem("bt", space, seed=2, models=TWO_MODELS),
+                             simulated.STRATEGIES["grid"], str(tmp_path / "recorded"), seed=2, engine="tune")
+    curves = pd.read_parquet(tmp_path / "recorded" / "curves.parquet")
+    top = curves.sort_values("val_accuracy", ascending=False, kind="stable").iloc[0]
+    assert recorded["recommended"] == (top["model"], top["lr"], top["epochs"], top["step"])
+    recording = replay.Replay(str(tmp_path / "recorded"))
+    replayed = simulated.run(recording, simulated.STRATEGIES["grid"], str(tmp_path / "replayed"), seed=5)
+    assert replayed["recommended"] == recorded["recommended"] and replayed["regret_all"] == 0
+    assert replayed["trial_steps"] == recorded["trial_steps"]
+    other = simulated.run(recording, simulated.STRATEGIES["tpe+asha"], str(tmp_path / "tpe"), seed=0)
+    assert other["trials"] == 2 * 4 and other["regret_all"] >= 0  # 4 trials a model (one repeats a point)
+
+
+def test_a_replay_refuses_a_recording_without_the_whole_grid(tmp_path):
+    from rmsweep.simulate import replay
+
+    with pytest.raises(replay.ReplayError, match="not the run directory of a sweep"):
+        replay.Replay(str(tmp_path))
+
+
 def test_regret_is_measured_at_the_recommended_checkpoint():
     from rmsweep.simulate import sweep as simulated
 
-    points = _paper_grid("bt")
-    model_surfaces = {name: model for name, model in surface.surfaces("bt", points).items()
-                      if name in ("gemma-2-2b-it", "gemma-2-9b-it")}
+    problem = simulated.simulated_problem("bt", PAPER_BT, models=TWO_MODELS)
     trials = pd.DataFrame({"trial_id": ["a", "b"], "model": ["gemma-2-9b-it", "gemma-2-2b-it"],
                            "total_steps": [100, 100], "steps": [100, 40]})
     # Trial a's noisy best evaluation is its early one (step 20): the recommendation is that checkpoint.
     curves = pd.DataFrame({"trial_id": ["a", "a", "b"], "model": ["gemma-2-9b-it", "gemma-2-9b-it", "gemma-2-2b-it"],
                            "lr": [5e-7, 5e-7, 2e-6], "epochs": [1, 1, 1], "step": [20, 100, 40],
                            "val_accuracy": [0.9, 0.7, 0.6]})
-    figures = simulated.measure(trials, curves, model_surfaces, points)
-    truth = max(float(model.true_score(*zip(*points)).max()) for model in model_surfaces.values())
-    recommended = float(model_surfaces["gemma-2-9b-it"].true_score(5e-7, 1, 0.2))
+    figures = simulated.measure(trials, curves, problem)
+    truth = max(problem.best_true(name) for name in TWO_MODELS)
+    recommended = float(problem.model_surfaces["gemma-2-9b-it"].true_score(5e-7, 1, 0.2))
     assert figures["regret_all"] == pytest.approx(truth - recommended)
     assert figures["trial_steps"] == 140 and figures["trials"] == 2
+    assert figures["recommended"] == ("gemma-2-9b-it", 5e-7, 1, 20)
 
 
 def test_the_budget_strategy_gets_its_share_of_the_whole_grids_trial_steps(tmp_path):
     from rmsweep.simulate import sweep as simulated
 
-    space = spaces.load(None, "bt", "full", name="paper-bt")
     models = ["gemma-2-2b-it", "gemma-2-9b-it", "Qwen2.5-1.5B-Instruct"]
-    config = simulated.sweep_config("bt", space, simulated.STRATEGIES["budget"], str(tmp_path), 0, models, 8)
+    problem = simulated.simulated_problem("bt", PAPER_BT, models=models)
+    config = simulated.sweep_config(problem, simulated.STRATEGIES["budget"], str(tmp_path), 0, 8)
     assert config.budget_steps == round(0.3 * 3 * 10 * (simulated.TRAIN_PAIRS // 64))
     assert set(config.priors) == set(models)
+
+
+def test_one_evaluation_then_top_k_runs_every_point_once_and_the_best_k_to_the_end():
+    from rmsweep.simulate import sweep as simulated
+
+    problem = simulated.simulated_problem("bt", PAPER_BT, seed=4, models=TWO_MODELS)
+    trials, curves = simulated.first_evaluation_then_top_k(problem, 3)
+    full = simulated.TRAIN_PAIRS // 64
+    assert len(trials) == 20 and (trials["steps"] == full).sum() == 6 and (trials["steps"] == 20).sum() == 14
+    first = curves[curves["step"] == 20]
+    for model, rows in first.groupby("model"):
+        continued = set(trials.loc[trials["steps"] == full, "trial_id"]) & set(rows["trial_id"])
+        assert continued == set(rows.nlargest(3, "val_accuracy", keep="first")["trial_id"])

@@ -134,6 +134,12 @@ def tell(study: optuna.Study, asked, value: float | None = None, state: TrialSta
             raise
 
 
+def trial_value(result: dict) -> float:
+    """What a finished trial is worth: its best evaluation, the checkpoint a sweep keeps and recommends (as the
+    ledger records it), not its last."""
+    return result.get("best_val_accuracy", result[METRIC])
+
+
 def stopped_early(result: dict | None) -> bool:
     """A trial's last result says it ended before its last step without diverging or running out of memory: ASHA
     (or Ctrl-C) stopped it."""
@@ -298,7 +304,7 @@ class PerModelSearcher(Searcher):
         if trial_id in self._resumed:
             if result and not error:
                 config = self._resumed[trial_id]
-                study.add_trial(create_trial(value=result[METRIC], params={"lr": config["lr"],
+                study.add_trial(create_trial(value=trial_value(result), params={"lr": config["lr"],
                                                                            "epochs": config["epochs"]},
                                              distributions=self._distributions))
             return
@@ -311,10 +317,10 @@ class PerModelSearcher(Searcher):
         elif stopped_early(result):  # told as pruned, with the evaluations it reported
             self._report(trial_id, result)
             tell(study, asked, state=TrialState.PRUNED)
-            tried[point] = (result[METRIC], result["step"], True)
+            tried[point] = (trial_value(result), result["step"], True)
         else:
-            tell(study, asked, result[METRIC])
-            tried[point] = (result[METRIC], result["step"], False)
+            tell(study, asked, trial_value(result))
+            tried[point] = (trial_value(result), result["step"], False)
         del self._asked[trial_id], self._reported[trial_id]
         self.allocation.on_complete(trial_id, result)
         self._model_ended(self._model_of_trial[trial_id])
