@@ -158,3 +158,40 @@ def test_one_evaluation_then_top_k_runs_every_point_once_and_the_best_k_to_the_e
     for model, rows in first.groupby("model"):
         continued = set(trials.loc[trials["steps"] == full, "trial_id"]) & set(rows["trial_id"])
         assert continued == set(rows.nlargest(3, "val_accuracy", keep="first")["trial_id"])
+
+
+def test_the_command_writes_its_tables_and_plot_and_a_result_line(tmp_path, capsys):
+    from rmsweep.cli import simulate
+
+    code = simulate.main(["--seeds", "2", "--models", *TWO_MODELS, "Qwen2.5-1.5B-Instruct",
+                          "--strategies", "grid", "tpe+asha+transfer", "--sensitivity", "--out", str(tmp_path)])
+    assert code == 0
+    results = pd.read_csv(tmp_path / "results.csv")
+    assert len(results) == 5 * 2 * 2  # settings x strategies x seeds
+    assert set(results["setting"]) == {"default", "noise x2", "lr* spread x2", "size exponent 0", "size exponent x2"}
+    summary = pd.read_csv(tmp_path / "summary.csv")
+    assert (summary.loc[summary["strategy"] == "grid", "share_of_grid_steps"] == 1).all()
+    assert (tmp_path / "regret_vs_cost.png").stat().st_size > 0
+    result = capsys.readouterr().out.strip().splitlines()[-1]
+    fields = dict(item.split("=") for item in result.removeprefix("RESULT ").split())
+    assert fields["best"] in ("grid", "tpe_asha_transfer") and fields["target_met"] in ("0", "1")
+    assert float(fields["grid_regret_mean"]) == pytest.approx(results.query("setting == 'default' and "
+                                                                            "strategy == 'grid'")["regret_all"].mean(),
+                                                              abs=1e-3)
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--models", "no-such-model"], "no published bt score for no-such-model"),
+    (["--replay", "somewhere", "--sensitivity"], "--replay takes its models and noise from the recording"),
+    (["--seeds", "0"], "--seeds and --concurrency must be at least 1"),
+    (["--replay", "not-a-run"], "not-a-run: no sweep.json and curves.parquet"),
+])
+def test_the_command_refuses_bad_input_in_one_line(tmp_path, capsys, argv, message):
+    from rmsweep.cli import simulate
+
+    try:
+        code = simulate.main([*argv, "--out", str(tmp_path / "out")])
+    except SystemExit as exit:  # argparse's errors
+        code = exit.code
+    error = capsys.readouterr().err.strip()
+    assert code == 2 and message in error and len(error.splitlines()) == 1 and not (tmp_path / "out").exists()
