@@ -99,6 +99,7 @@ class TrainConfig:
     precision: str = _help("on a GPU: bf16-autocast (fp32 weights and AdamW state) or bf16 (bf16 weights)",
                            "bf16-autocast")
     compile: bool = _help("torch.compile the model (dynamic shapes)", False)
+    liger: bool = _help("Liger kernels (liger-kernel package) in the model's norms, MLP and rotary embeddings", False)
     length_grouping: bool = _help("sort each step's examples by length and split where padding is least", True)
     gradient_checkpointing: bool | str = _help("recompute activations in backward; auto: from the first step "
                                                "that runs out of memory without it", AUTO)
@@ -183,6 +184,7 @@ class SweepConfig:
                                                None)
     precision: str = _help("bf16-autocast or bf16 (see TrainConfig)", "bf16-autocast")
     compile: bool = _help("torch.compile each trial's model", False)
+    liger: bool = _help("Liger kernels in each trial's model (see TrainConfig)", False)
     gradient_checkpointing: bool | str = _help("True, False or auto (see TrainConfig)", AUTO)
     token_cache: str | None = _help("folder of tokenized splits shared by trials and later sweeps", None)
     train_examples: int = _help("training rows after loading and mixing (steps per epoch follow from it)", 0)
@@ -219,6 +221,7 @@ class SweepConfig:
             regression_weights=self.validation_weights, seed=self.seed, strategy=placement.strategy,
             padding_free=self.padding_free, shared_prompt=self.shared_prompt,
             tokens_per_micro_batch=self.tokens_per_micro_batch, precision=self.precision, compile=self.compile,
+            liger=self.liger,
             token_cache=self.token_cache, data_fingerprints=self.data_fingerprints,
             out_of_memory_dir=out_of_memory_dir,
             # On where the placement turned it on; else as asked, where auto turns it on once a step runs out.

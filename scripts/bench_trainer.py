@@ -18,7 +18,8 @@ Contenders:
   once (its default on a CPU, not on a GPU), then its chosen and rejected rests; each step's examples sorted by
   length and cut into forward passes of at most that many tokens; then with fixed micro-batches (split where
   padding is least), with the shared prompt forced on (GPU) or off (CPU), without sorting, with gradient
-  checkpointing, and on a GPU with bf16 weights (fp32 otherwise, bf16 autocast);
+  checkpointing, and on a GPU with bf16 weights (fp32 otherwise, bf16 autocast) and with Liger's kernels
+  (skipped, and named, where liger-kernel is not installed);
 - TRL: `RewardTrainer` with `RewardConfig`, as its docs show, the same batch split (micro-batch x accumulation),
   gradient checkpointing off (its default is on); skipped, and named, where trl or datasets is not installed;
 - plain: a PyTorch loop with right padding, random micro-batches, chosen and rejected in two passes.
@@ -212,14 +213,16 @@ CONTENDERS = {
     "rmsweep, no length grouping": _rmsweep(tokens_per_micro_batch=None, length_grouping=False),
     "rmsweep, gradient checkpointing": _rmsweep(gradient_checkpointing=True),
     "rmsweep, bf16 weights": _rmsweep(precision="bf16"),
+    "rmsweep, Liger kernels": _rmsweep(liger=True),
     "TRL RewardTrainer": run_trl,
     "plain PyTorch loop": run_plain,
 }
 # Contenders with nothing to show on one device: no autocast to compare bf16 weights with on a CPU; rmsweep's
 # default shares the prompt on a CPU and not on a GPU, so one of the two forced settings repeats it.
-SAME_AS_DEFAULT = {"cpu": {"rmsweep, bf16 weights": "GPU only", "rmsweep, shared prompt": "rmsweep's default here"},
+SAME_AS_DEFAULT = {"cpu": {"rmsweep, bf16 weights": "GPU only", "rmsweep, shared prompt": "rmsweep's default here",
+                           "rmsweep, Liger kernels": "GPU only"},
                    "cuda": {"rmsweep, no shared prompt": "rmsweep's default here"}}
-NEEDS = {"TRL RewardTrainer": ("trl", "datasets")}
+NEEDS = {"TRL RewardTrainer": ("trl", "datasets"), "rmsweep, Liger kernels": ("liger_kernel",)}
 
 
 def runnable(name: str, device: str) -> str:
@@ -291,6 +294,7 @@ def headline(table: pd.DataFrame) -> dict:
         "token_budget_gain": ratio("rmsweep", "rmsweep, fixed micro-batches"),
         "length_grouping_gain": ratio("rmsweep, fixed micro-batches", "rmsweep, no length grouping"),
         "bf16_weights_gain": ratio("rmsweep, bf16 weights", "rmsweep"),
+        "liger_gain": ratio("rmsweep, Liger kernels", "rmsweep"),
         "checkpointing_speed": ratio("rmsweep, gradient checkpointing", "rmsweep"),
         "checkpointing_memory": ratio("rmsweep, gradient checkpointing", "rmsweep", "peak_memory_mb"),
         **{f"{key}_val_accuracy": table["val_accuracy"].get(name) for key, name in

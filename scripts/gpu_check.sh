@@ -6,9 +6,9 @@
 #   scripts/gpu_check.sh [RESULTS_DIR]              on the GPU machine (default folder: gpu_check_results)
 #   scripts/gpu_check.sh --dry-run [RESULTS_DIR]    on a CPU: the same steps at tiny shapes (CI runs it)
 #
-# TRL's RewardTrainer, the baseline, needs trl and datasets: wheels in .whl/ (trl, datasets, dill, multiprocess;
-# docs/development.md says how to fetch them) are installed to /tmp/site first where present; without them that
-# contender is skipped and named. A step that fails or runs out of its time is logged and the next one runs.
+# TRL's RewardTrainer, the baseline, needs trl and datasets, and the Liger contender liger-kernel: wheels in .whl/
+# (trl, datasets, dill, multiprocess, liger-kernel; docs/development.md says how to fetch them) are installed to
+# /tmp/site first where present; without them those contenders are skipped and named. A step that fails or runs out of its time is logged and the next one runs.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
@@ -39,7 +39,7 @@ fi
 # its line when it ends). rmsweep shares prompts by default on a CPU, not on a GPU: of "shared prompt" and "no
 # shared prompt" (forced on, off) the one that equals the default is skipped.
 contenders=("rmsweep" "TRL RewardTrainer" "rmsweep, shared prompt" "rmsweep, no shared prompt" "rmsweep, bf16 weights"
-            "rmsweep, fixed micro-batches" "plain PyTorch loop")
+            "rmsweep, Liger kernels" "rmsweep, fixed micro-batches" "plain PyTorch loop")
 if $dry_run; then
     tests=(-k "gemma2 and shared_prompt")  # the GPU tests skip on a CPU: one architecture's shared-prompt check
     bench=(--device cpu --preset micro --steps 2 --batch 8 --max-length 256 --validation-pairs 16)

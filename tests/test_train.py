@@ -395,3 +395,32 @@ def test_a_trial_resumed_from_a_checkpoint_ends_as_if_never_interrupted(tmp_path
     _, whole_final = reward_model.load_checkpoint(whole[-1][1])[:2]
     for (name, a), (_, b) in zip(resumed_final.state_dict().items(), whole_final.state_dict().items()):
         torch.testing.assert_close(a, b, msg=name)
+
+
+def test_liger_kernels_are_applied_to_the_trials_transformers_model(monkeypatch):
+    """With liger=True a trial hands its transformers model to Liger (a stand-in package here: Liger's kernels
+    need a GPU), with its cross-entropy kernels off; the trial trains on."""
+    import sys
+    import types
+
+    applied = []
+    package, transformers_module = types.ModuleType("liger_kernel"), types.ModuleType("liger_kernel.transformers")
+    transformers_module._apply_liger_kernel_to_instance = lambda **kwargs: applied.append(kwargs)
+    package.transformers = transformers_module
+    monkeypatch.setitem(sys.modules, "liger_kernel", package)
+    monkeypatch.setitem(sys.modules, "liger_kernel.transformers", transformers_module)
+    reports, (model, _) = _fit(train_pairs=64, liger=True)
+    assert len(applied) == 1 and applied[0]["model"] is reward_model.unwrap(model).model
+    assert applied[0]["cross_entropy"] is False and applied[0]["fused_linear_cross_entropy"] is False
+    assert reports[-1][0]["step"] == reports[-1][0]["total_steps"]
+
+
+def test_liger_without_the_package_is_refused_before_anything_runs(tmp_path, capsys):
+    import importlib.util
+
+    from rmsweep.cli import run
+
+    if importlib.util.find_spec("liger_kernel") is not None:
+        pytest.skip("liger-kernel is installed here")
+    assert run.main(["--family", "gemma2", "--liger", "--storage", str(tmp_path)]) == 2
+    assert "--liger needs the liger-kernel package" in capsys.readouterr().err and not any(tmp_path.iterdir())

@@ -185,6 +185,11 @@ def parse_args(argv=None) -> argparse.Namespace:
         help="torch.compile each trial's model (pays on long trials on GPUs; compiling takes minutes)",
     )
     parser.add_argument(
+        "--liger", action="store_true",
+        help="Liger's Triton kernels in each trial's model (norms, MLP, rotary embeddings; GPUs; needs the "
+        "liger-kernel package on every node)",
+    )
+    parser.add_argument(
         "--gradient-checkpointing", choices=("auto", "on", "off"), default="auto",
         help="recompute activations in the backward pass (less memory, about a third more compute); auto: where "
         "the training state and one micro-batch's activations (estimated from the model's config) would take more "

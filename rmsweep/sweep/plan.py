@@ -4,6 +4,7 @@ Every check here runs before anything is written: a problem raises UsageError, w
 line and exit status 2.
 """
 import argparse
+import importlib.util
 import logging
 from dataclasses import dataclass
 
@@ -63,6 +64,8 @@ def check_flags(args: argparse.Namespace) -> None:
     if args.scale == "tiny" and args.model_dir:
         raise UsageError("--model-dir has no effect with --scale tiny (tiny twins are built from configs); drop it, "
                          "or use --scale full")
+    if args.liger and importlib.util.find_spec("liger_kernel") is None:
+        raise UsageError("--liger needs the liger-kernel package (pip install liger-kernel) on every node")
     if args.data_dir and not args.data_dir.is_dir():
         raise UsageError(f"--data-dir {args.data_dir} is not a folder")
 
@@ -233,7 +236,7 @@ def build_config(args: argparse.Namespace, request: Request, data: sources.Data,
         keep_checkpoints=args.keep_checkpoints, max_failures=args.max_failures,
         padding_free=ON_OFF_AUTO[args.padding_free], gradient_checkpointing=ON_OFF_AUTO[args.gradient_checkpointing],
         shared_prompt=ON_OFF_AUTO[args.shared_prompt], tokens_per_micro_batch=args.tokens_per_micro_batch,
-        precision=args.precision, compile=args.compile,
+        precision=args.precision, compile=args.compile, liger=args.liger,
         # Beside the runs, not in one: later sweeps on the same data and tokenizer reuse it.
         token_cache=request.root.child("token_cache").uri, train_examples=len(data.train),
         data_fingerprints=(("train", token_cache.fingerprint(data.train)),

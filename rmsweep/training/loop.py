@@ -116,6 +116,8 @@ def setup(config: TrainConfig, records: dict, rank: int, world_size: int, device
         torch.backends.cuda.enable_cudnn_sdp(False)
     if config.precision == "bf16" and torch.device(device).type == "cuda":
         model = model.to(torch.bfloat16)
+    if config.liger:
+        step.apply_liger_kernels(model)
     if config.compile:  # in place: the state dict's keys, which checkpoints hold, stay the model's own
         model.model.base_model.compile(dynamic=True)
     model = prepare_model(model.to(device))

@@ -116,6 +116,15 @@ def is_out_of_memory(error: RuntimeError) -> bool:
     return isinstance(error, torch.OutOfMemoryError) or "can't allocate memory" in str(error)
 
 
+def apply_liger_kernels(model) -> None:
+    """Liger's kernels in the model's norms, MLP and rotary embeddings, where Liger knows its architecture (it
+    logs the ones it does not); its cross-entropy kernels stay off: a reward model has no language-model loss."""
+    from liger_kernel.transformers import _apply_liger_kernel_to_instance
+
+    _apply_liger_kernel_to_instance(model=reward_model.unwrap(model).model, cross_entropy=False,
+                                    fused_linear_cross_entropy=False)
+
+
 def turn_on_gradient_checkpointing(model) -> None:
     """Recompute activations in the backward pass: less memory, more compute."""
     base = reward_model.unwrap(model).model
