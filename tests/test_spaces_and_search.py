@@ -309,6 +309,18 @@ def test_the_learning_rate_prior_follows_the_finished_models_and_refits_as_they_
     assert prior.predict("next") == pytest.approx(5e-7)
 
 
+def test_the_learning_rate_prior_shifts_a_model_towards_its_familys_finished_models():
+    from rmsweep.sweep.transfer import LearningRatePrior
+
+    params = {"a1": 1.0, "b1": 1.0, "a2": 4.0, "b2": 4.0, "a3": 16.0, "b3": 16.0}
+    prior = LearningRatePrior(params, {name: name[0] for name in params})
+    for size in "12":  # family a's optima sit a factor 2 above family b's, at every size
+        prior.model_finished(f"a{size}", 2e-6 * 2 ** -(int(size) - 1))
+        prior.model_finished(f"b{size}", 1e-6 * 2 ** -(int(size) - 1))
+    assert prior.predict("a3") == pytest.approx(2 * prior.predict("b3"), rel=1e-6)
+    assert prior.predict("a3") == pytest.approx(5e-7, rel=1e-6)  # on family a's own line
+
+
 def test_transfer_sweeps_models_in_turn_and_starts_each_at_the_predicted_rate():
     from rmsweep.sweep.transfer import InOrderAllocation, LearningRatePrior
 

@@ -1,5 +1,6 @@
-"""The simulator's trial function, in a module of its own: Tune starts a process for each trial actor, which
-imports the function's module; this one leaves out the sweep's heavy imports (torch, transformers)."""
+"""A simulated sweep problem (`TrialSimulator`: the reports a trial makes, and the truth) and its trial function
+for Tune, in a module of their own: Tune starts a process for each trial actor, which imports the function's
+module; this one leaves out the sweep's heavy imports (torch, transformers)."""
 import zlib
 from dataclasses import dataclass
 

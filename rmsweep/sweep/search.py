@@ -305,8 +305,11 @@ class PerModelSearcher(Searcher):
             if result and not error:
                 config = self._resumed[trial_id]
                 study.add_trial(create_trial(value=trial_value(result), params={"lr": config["lr"],
-                                                                           "epochs": config["epochs"]},
+                                                                               "epochs": config["epochs"]},
                                              distributions=self._distributions))
+                self._tried[config["model"]][(config["lr"], config["epochs"])] = (trial_value(result),
+                                                                                  result["step"], False)
+            self._model_ended(config["model"])
             return
         if trial_id not in self._asked:  # told already (Tune may repeat a completion)
             return

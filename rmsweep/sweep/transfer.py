@@ -2,7 +2,9 @@
 
 The optimum learning rate moves smoothly with model size, so once some models of a sweep have finished, their best
 learning rates predict where the next model's lies: log10(best lr) fitted linear in log10(parameters) over the
-finished models (their mean with fewer than three, or with one size only), refitted as each model finishes. The
+finished models (their mean with fewer than three, or with one size only), refitted as each model finishes, and
+shifted by the mean residual of the finished models of the same family, where there are any (a family's models
+share a recipe, so their optima tend to sit on the same side of the fit). The
 searcher runs a model's first trial at the prediction (`PerModelSearcher`, `lr_prior`); before any model has
 finished there is none, and the first trials are the sampler's own. Models are swept one after another, smallest
 first (`InOrderAllocation`), so that most of them start from a prediction.
@@ -18,8 +20,8 @@ MIN_MODELS_FOR_SLOPE = 3
 
 
 class LearningRatePrior:
-    def __init__(self, params_b: dict[str, float]):
-        self._params_b = params_b
+    def __init__(self, params_b: dict[str, float], families: dict[str, str] | None = None):
+        self._params_b, self._families = params_b, families or {}
         self._best_lr: dict[str, float] = {}
 
     def model_finished(self, model: str, best_lr: float) -> None:
@@ -29,12 +31,16 @@ class LearningRatePrior:
         """The learning rate predicted for `model` (None before any model has finished)."""
         if not self._best_lr:
             return None
-        sizes = np.log10([max(self._params_b[m], 1e-9) for m in self._best_lr])
-        rates = np.log10(list(self._best_lr.values()))
-        if len(rates) < MIN_MODELS_FOR_SLOPE or np.ptp(sizes) == 0:
-            return float(10 ** rates.mean())
-        slope, intercept = np.polyfit(sizes, rates, 1)
-        return float(10 ** (intercept + slope * np.log10(max(self._params_b[model], 1e-9))))
+        finished = list(self._best_lr)
+        sizes = np.log10([max(self._params_b[m], 1e-9) for m in finished])
+        rates = np.log10([self._best_lr[m] for m in finished])
+        slope, intercept = (0.0, rates.mean()) if len(rates) < MIN_MODELS_FOR_SLOPE or np.ptp(sizes) == 0 else (
+            np.polyfit(sizes, rates, 1))
+        residuals = rates - (intercept + slope * sizes)
+        family = self._families.get(model)
+        kin = [index for index, name in enumerate(finished) if family and self._families.get(name) == family]
+        shift = residuals[kin].mean() if kin else 0.0
+        return float(10 ** (intercept + slope * np.log10(max(self._params_b[model], 1e-9)) + shift))
 
 
 class InOrderAllocation(Allocation):
