@@ -111,7 +111,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument(
         "--transfer", action="store_true",
         help="sweep the models one after another, smallest first, each model's first trial at the learning rate "
-        "that the models finished before it predict (log lr linear in log parameters); see docs/simulator.md",
+        "that the models finished before it predict (log lr linear in log parameters, shifted by the model's "
+        "family's residual); see docs/simulator.md",
     )
     parser.add_argument(
         "--budget", metavar="STEPS", type=int,
