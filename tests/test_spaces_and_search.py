@@ -300,8 +300,8 @@ def test_random_search_draws_listed_points_without_repeats():
 def test_the_learning_rate_prior_follows_the_finished_models_and_refits_as_they_finish():
     from rmsweep.sweep.transfer import LearningRatePrior
 
-    prior = LearningRatePrior({"s": 1.0, "m": 4.0, "l": 16.0, "next": 64.0})
-    assert prior.predict("next") is None
+    prior = LearningRatePrior({"s": 1.0, "m": 4.0, "l": 16.0, "next": 64.0}, (1e-7, 1e-5))
+    assert prior.predict("next") == pytest.approx(1e-6)  # nothing finished: the middle of the published range
     prior.model_finished("s", 4e-6)
     assert prior.predict("next") == pytest.approx(4e-6)  # one model: its rate
     prior.model_finished("m", 2e-6)
@@ -313,7 +313,7 @@ def test_the_learning_rate_prior_shifts_a_model_towards_its_familys_finished_mod
     from rmsweep.sweep.transfer import LearningRatePrior
 
     params = {"a1": 1.0, "b1": 1.0, "a2": 4.0, "b2": 4.0, "a3": 16.0, "b3": 16.0}
-    prior = LearningRatePrior(params, {name: name[0] for name in params})
+    prior = LearningRatePrior(params, (1e-7, 1e-5), {name: name[0] for name in params})
     for size in "12":  # family a's optima sit a factor 2 above family b's, at every size
         prior.model_finished(f"a{size}", 2e-6 * 2 ** -(int(size) - 1))
         prior.model_finished(f"b{size}", 1e-6 * 2 ** -(int(size) - 1))
@@ -328,9 +328,11 @@ def test_transfer_sweeps_models_in_turn_and_starts_each_at_the_predicted_rate():
     params = {"big": 8.0, "small": 2.0}
     searcher = PerModelSearcher(list(params), space.distributions(ordered=True), 3, seed=0, sampler="tpe",
                                 allocation=InOrderAllocation(params, 3), lr_grid=space.lr,
-                                lr_prior=LearningRatePrior(params))
+                                lr_prior=LearningRatePrior(params, (min(space.lr), max(space.lr))))
     first = [searcher.suggest(f"s{index}") for index in range(3)]
     assert [config["model"] for config in first] == ["small"] * 3
+    assert first[0]["lr"] == 2e-6  # nothing finished yet: the grid's middle on the log scale (1.6e-6), on the grid
+
     def score(lr):  # the small model does best near 3e-6
         return 0.9 - abs(np.log10(lr / 3e-6)) / 10
 

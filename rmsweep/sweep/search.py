@@ -250,10 +250,7 @@ class PerModelSearcher(Searcher):
 
     def _enqueue_prior(self, study: optuna.Study, model: str) -> None:
         """A model's first trial at the learning rate the models swept before it predict (transfer.py)."""
-        predicted = self._lr_prior.predict(model)
-        if predicted is None:
-            return
-        lr = self._distributions["lr"]
+        predicted, lr = self._lr_prior.predict(model), self._distributions["lr"]
         if isinstance(lr, optuna.distributions.CategoricalDistribution):
             predicted = min(lr.choices, key=lambda choice: abs(np.log10(choice) - np.log10(predicted)))
         else:

@@ -4,9 +4,9 @@ The optimum learning rate moves smoothly with model size, so once some models of
 learning rates predict where the next model's lies: log10(best lr) fitted linear in log10(parameters) over the
 finished models (their mean with fewer than three, or with one size only), refitted as each model finishes, and
 shifted by the mean residual of the finished models of the same family, where there are any (a family's models
-share a recipe, so their optima tend to sit on the same side of the fit). The
-searcher runs a model's first trial at the prediction (`PerModelSearcher`, `lr_prior`); before any model has
-finished there is none, and the first trials are the sampler's own. Models are swept one after another, smallest
+share a recipe, so their optima tend to sit on the same side of the fit). Before any model has finished, the
+prediction is the middle (on the log scale) of the space's published range: the paper's grid for its recipe. The
+searcher runs a model's first trial at the prediction (`PerModelSearcher`, `lr_prior`). Models are swept one after another, smallest
 first (`InOrderAllocation`), so that most of them start from a prediction.
 """
 from collections import Counter
@@ -20,17 +20,19 @@ MIN_MODELS_FOR_SLOPE = 3
 
 
 class LearningRatePrior:
-    def __init__(self, params_b: dict[str, float], families: dict[str, str] | None = None):
+    def __init__(self, params_b: dict[str, float], lr_range: tuple[float, float],
+                 families: dict[str, str] | None = None):
         self._params_b, self._families = params_b, families or {}
+        self._start = float(np.sqrt(lr_range[0] * lr_range[1]))
         self._best_lr: dict[str, float] = {}
 
     def model_finished(self, model: str, best_lr: float) -> None:
         self._best_lr[model] = best_lr
 
-    def predict(self, model: str) -> float | None:
-        """The learning rate predicted for `model` (None before any model has finished)."""
+    def predict(self, model: str) -> float:
+        """The learning rate predicted for `model`."""
         if not self._best_lr:
-            return None
+            return self._start
         finished = list(self._best_lr)
         sizes = np.log10([max(self._params_b[m], 1e-9) for m in finished])
         rates = np.log10([self._best_lr[m] for m in finished])

@@ -47,7 +47,8 @@ def searcher(sweep: SweepConfig, finished: list[dict] = (), interrupted: list[di
                                   max_trials_per_model=None if space.lr_is_range else space.grid_size())
     elif sweep.transfer:
         allocation = transfer.InOrderAllocation(sweep.params_b, sweep.samples_per_model)
-        lr_prior = transfer.LearningRatePrior(sweep.params_b, registry.families_of(list(sweep.models)))
+        lr_prior = transfer.LearningRatePrior(sweep.params_b, (min(space.lr), max(space.lr)),
+                                              registry.families_of(list(sweep.models)))
     ordered = sweep.sampler in ORDERED_SAMPLERS and not space.lr_is_range
     return PerModelSearcher(list(sweep.models), space.distributions(ordered), sweep.samples_per_model, sweep.seed,
                             sweep.sampler, finished, interrupted, allocation, lr_grid=space.lr if ordered else None,
