@@ -5,9 +5,9 @@ learning rates predict where the next model's lies: log10(best lr) fitted linear
 finished models (their mean with fewer than three, or with one size only), refitted as each model finishes, and
 shifted by the mean residual of the finished models of the same family, where there are any (a family's models
 share a recipe, so their optima tend to sit on the same side of the fit). Before any model has finished, the
-prediction is the middle (on the log scale) of the space's published range: the paper's grid for its recipe. The
-searcher runs a model's first trial at the prediction (`PerModelSearcher`, `lr_prior`). Models are swept one after another, smallest
-first (`InOrderAllocation`), so that most of them start from a prediction.
+prediction is the middle (on the log scale) of the space's published range: the paper's grid for its recipe.
+The searcher runs a model's first trial at the prediction (`PerModelSearcher`, `lr_prior`). Models are swept one
+after another, smallest first (`InOrderAllocation`), so that most of them start from a fitted prediction.
 """
 from collections import Counter
 
