@@ -85,18 +85,19 @@ def summarize(results: pd.DataFrame) -> pd.DataFrame:
 
 
 def run_all(args, storage: str) -> pd.DataFrame:
-    rows = []
+    rows, recording = [], replay.Replay(args.replay) if args.replay else None
     for setting, settings in settings_to_run(args).items():
+        started = time.time()
         for seed in range(args.seeds):
-            problem = (replay.Replay(args.replay) if args.replay else simulated.simulated_problem(
-                args.rm_type, space_for(args.rm_type), settings, seed, args.models))
+            problem = recording or simulated.simulated_problem(args.rm_type, space_for(args.rm_type), settings, seed,
+                                                               args.models)
             grid_steps = simulated.grid_trial_steps(problem)
             for name in args.strategies:
                 figures = simulated.run(problem, simulated.STRATEGIES[name], f"{storage}/{setting}-{name}-{seed}",
                                         seed, args.concurrency, args.engine)
                 rows.append({"setting": setting, "strategy": name, "seed": seed,
                              "share_of_grid_steps": figures["trial_steps"] / grid_steps, **figures})
-        log.info("%s: %d seed(s) of %d strategies done", setting, args.seeds, len(args.strategies))
+            log.info("%s: seed %d of %d done (%.0f s)", setting, seed + 1, args.seeds, time.time() - started)
     return pd.DataFrame(rows)
 
 
