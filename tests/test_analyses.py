@@ -89,7 +89,26 @@ def test_select_cli_ranks_a_users_candidates_file(tmp_path):
     assert [row["name"] for row in ranking] == ["new-large", "new-small"]
 
 
+def test_select_cli_ranks_a_model_set_with_intervals_and_names_what_the_others_lack(tmp_path):
+    """Registry models (by name or hub id) come with their published features; a model the registry does not
+    know is listed with the features it lacks, not ranked."""
+    (tmp_path / "set.yaml").write_text(
+        "models:\n"
+        "  - {name: small, source: Qwen/Qwen2.5-1.5B-Instruct}\n"
+        "  - {name: gemma-2-9b-it, source: google/gemma-2-9b-it}\n"
+        "  - {name: ours, source: ./checkpoints/ours}\n")
+    result = run_select("--paper", "--target", "bt", "--features", "ifeval", "params_b", "--candidates", "set.yaml",
+                        cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    fitted = json.loads((tmp_path / "selector.json").read_text())
+    assert {row["name"] for row in fitted["ranking"]} == {"small", "gemma-2-9b-it"}
+    assert all(row["low"] < row["predicted"] < row["high"] for row in fitted["ranking"])
+    assert fitted["unranked"] == [{"name": "ours", "missing": ["ifeval", "params_b"]}]
+    assert "cannot rank ours: no ifeval, params_b" in result.stdout and "80% from the out-of-fold" in result.stdout
+
+
 @pytest.mark.parametrize("args, message", [
+    (["--paper", "--candidates", "absent.yaml"], "absent.yaml: no such file"),
     (["--paper", "--features", "nope"], "unknown feature column 'nope'"),
     (["--results", "missing.csv"], "cannot read missing.csv"),
     (["--paper", "--folds", "1"], "--folds must be >= 2"),

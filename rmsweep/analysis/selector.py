@@ -29,6 +29,7 @@ ALPHAS = (0.1, 0.01, 0.001, 0.0001)
 L1_RATIOS = (0.0, 0.25, 0.5, 0.75, 1.0)
 COVERAGE_KS = tuple(range(5, 31))
 MIN_MODELS = 3
+INTERVAL = (0.1, 0.9)  # quantiles of the out-of-fold errors that bound a candidate's predicted score
 
 
 def coverage_at_k(predicted, actual, k: int) -> float:
@@ -122,12 +123,19 @@ def fit_selector(table: pd.DataFrame, target: str, features=DEFAULT_FEATURES, se
     single = {feature: table[feature] for feature in features}
     actual = table[target]
 
-    ranking = []
+    ranking, unranked = [], []
     if candidates is not None and len(candidates):
         rankable = candidates if impute else candidates.dropna(subset=features)
         predicted = pipeline.predict(rankable[features]) if len(rankable) else []
-        ranking = (rankable.assign(predicted=predicted).sort_values("predicted", ascending=False)
-                   [["name", "predicted"]].to_dict(orient="records"))
+        # An 80% interval from the out-of-fold errors: what the selector's predictions missed by, on models whose
+        # own scores it never saw.
+        low, high = np.quantile(actual - out_of_fold, [INTERVAL[0], INTERVAL[1]])
+        ranking = (rankable.assign(predicted=predicted, low=np.asarray(predicted) + low,
+                                   high=np.asarray(predicted) + high)
+                   .sort_values("predicted", ascending=False)[["name", "predicted", "low", "high"]]
+                   .to_dict(orient="records"))
+        unranked = [{"name": row["name"], "missing": [f for f in features if pd.isna(row.get(f))]}
+                    for _, row in candidates.iterrows() if not impute and row.reindex(features).isna().any()]
     return {
         **summary, "status": "fitted",
         **chosen,
@@ -143,6 +151,8 @@ def fit_selector(table: pd.DataFrame, target: str, features=DEFAULT_FEATURES, se
                                       **{f"feature:{n}": v for n, v in single.items()}},
                                      table, sections or {"overall": target}),
         "ranking": ranking,
+        "interval": f"{round(100 * (INTERVAL[1] - INTERVAL[0]))}% from the out-of-fold errors",
+        "unranked": unranked,
     }
 
 

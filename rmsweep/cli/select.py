@@ -14,7 +14,7 @@ from pathlib import Path
 import pandas as pd
 
 from rmsweep.analysis import scoring, selector
-from rmsweep.data import registry
+from rmsweep.data import candidates, registry
 from rmsweep.sweep import atomic
 
 
@@ -32,9 +32,10 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help="with --paper: which RM type's scores to fit (default: regression)")
     parser.add_argument("--features", nargs="+", metavar="COLUMN", default=list(selector.DEFAULT_FEATURES),
                         help="registry (or candidates-file) columns to use (default: %(default)s)")
-    parser.add_argument("--candidates", type=Path, metavar="CSV",
-                        help="models to rank: a CSV with `name` and the feature columns (default: registry models "
-                             "not in the training results)")
+    parser.add_argument("--candidates", type=Path, metavar="CSV|YAML",
+                        help="models to rank: a CSV with `name` and the feature columns, or a model-set file "
+                             "(docs/candidates.md: registry models get their published features; others are "
+                             "listed with what they lack) (default: registry models not in the training results)")
     parser.add_argument("--impute", action="store_true",
                         help="fill missing feature values with the feature's median instead of leaving models out")
     parser.add_argument("--folds", type=int, default=10, metavar="K", help="cross-validation folds (default: 10)")
@@ -67,10 +68,27 @@ def candidate_table(args, trained: pd.DataFrame) -> pd.DataFrame:
     if args.candidates is None:
         models = registry.models()
         return models[~models["name"].isin(trained["name"])]
+    if args.candidates.suffix in (".yaml", ".yml"):
+        return model_set_table(args.candidates)
     try:
         return pd.read_csv(args.candidates)
     except (OSError, pd.errors.ParserError) as error:
         raise UsageError(f"cannot read {args.candidates}: {error}") from None
+
+
+def model_set_table(path: Path) -> pd.DataFrame:
+    """A model-set file's candidates with the registry's published features where the registry knows the model
+    (by name or hub id), none otherwise (the selector lists what each lacks)."""
+    try:
+        entries = candidates.load_set(path)
+    except candidates.CandidateError as error:
+        raise UsageError(str(error)) from None
+    table = registry.models()
+    rows = []
+    for entry in entries:
+        known = table[table["name"].isin([entry.name, entry.source]) | table["hf_id"].isin([entry.source])]
+        rows.append({**(known.iloc[0].to_dict() if len(known) else {}), "name": entry.name})
+    return pd.DataFrame(rows, columns=list(dict.fromkeys(["name", *table.columns])))
 
 
 def print_summary(fitted: dict) -> None:
@@ -100,8 +118,10 @@ def print_summary(fitted: dict) -> None:
         print("mean over k=5..10: " + ", ".join(
             f"{name} {selector.mean_coverage(curve):.3f}" for name, curve in fitted["coverage"].items()))
     if fitted["ranking"]:
-        print("\nranking of candidates by predicted score")
+        print(f"\nranking of candidates by predicted score (low-high: {fitted['interval']})")
         print(pd.DataFrame(fitted["ranking"]).head(15).to_string(index=False, float_format="{:.2f}".format))
+    for row in fitted["unranked"]:
+        print(f"cannot rank {row['name']}: no {', '.join(row['missing'])}")
 
 
 def main(argv=None) -> int:
@@ -110,14 +130,14 @@ def main(argv=None) -> int:
         if args.folds < 2:
             raise UsageError(f"--folds must be >= 2, got {args.folds}")
         table, sections = training_table(args)
-        candidates = candidate_table(args, table)
-        unknown = [f for f in args.features if f not in table.columns or f not in candidates.columns]
+        to_rank = candidate_table(args, table)
+        unknown = [f for f in args.features if f not in table.columns or f not in to_rank.columns]
         if unknown:
             raise UsageError(f"unknown feature column {unknown[0]!r} (in the registry or the candidates file)")
     except UsageError as error:
         print(f"rmsweep.select: error: {error}", file=sys.stderr)
         return 2
-    fitted = selector.fit_selector(table, sections["overall"], args.features, sections, candidates, args.folds,
+    fitted = selector.fit_selector(table, sections["overall"], args.features, sections, to_rank, args.folds,
                                    args.seed, args.impute)
     atomic.write_text(args.out, json.dumps(fitted, indent=2))  # before printing: a closed pipe loses nothing
     print_summary(fitted)

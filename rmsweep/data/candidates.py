@@ -10,13 +10,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-import torch
 import yaml
-from transformers import AutoConfig, AutoModelForCausalLM
-from transformers.models.auto.modeling_auto import (
-    MODEL_FOR_CAUSAL_LM_MAPPING_NAMES,
-    MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING_NAMES,
-)
 
 SET_KEYS = {"name", "source", "revision", "stage", "family", "notes"}
 HEADS = ("sequence-classification", "causal-lm + linear head")
@@ -55,6 +49,9 @@ def size_group(params_b: float) -> str:
 
 def parameter_count(config) -> int:
     """Parameters of the causal LM `config` describes, counted on the meta device."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
     with torch.device("meta"):
         model = AutoModelForCausalLM.from_config(config)
     return sum(parameter.numel() for parameter in model.parameters())
@@ -69,6 +66,12 @@ def _has_chat_template(folder: Path) -> bool:
 
 def read(entry: Entry, trust_remote_code: bool = False) -> Candidate:
     """A candidate's facts from its local folder, or from the hub cache for a hub id (nothing is downloaded)."""
+    from transformers import AutoConfig  # here: reading a model-set file needs neither transformers nor torch
+    from transformers.models.auto.modeling_auto import (
+        MODEL_FOR_CAUSAL_LM_MAPPING_NAMES,
+        MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING_NAMES,
+    )
+
     folder = Path(entry.source)
     if not folder.is_dir() and (entry.source.startswith((".", "/", "~")) or entry.source.count("/") != 1):
         raise CandidateError(f"{entry.name}: {entry.source} is neither a folder nor a hub id (org/name)")
