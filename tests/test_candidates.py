@@ -87,3 +87,29 @@ def test_a_missing_folder_an_unreadable_config_and_an_unknown_architecture_are_n
         candidates.read(candidates.Entry("odd", str(tmp_path / "odd")))
     with pytest.raises(candidates.CandidateError, match="no such file"):
         candidates.load_set(tmp_path / "absent.yaml")
+
+
+@pytest.mark.parametrize("model_type, twin_type", [("qwen3", "qwen3"), ("gemma3", "gemma3_text"),
+                                                    ("olmo2", "olmo2"), ("smollm3", "smollm3")])
+def test_a_candidates_tiny_twin_is_its_architecture_shrunk(model_type, twin_type):
+    """--scale tiny for a candidate the registry does not list: its own config (here transformers' defaults, a
+    multi-billion-parameter shape; Gemma 3's multimodal config gives its text model), shrunk, trains on a CPU."""
+    from transformers import AutoModelForSequenceClassification
+
+    from rmsweep.model import tiny
+
+    full = AutoConfig.for_model(model_type)
+    tokenizer = tiny_tokenizer()
+    twin = tiny.shrink(full, tokenizer, num_labels=1)
+    text = full.get_text_config()
+    assert twin.model_type == twin_type and twin.num_hidden_layers == 2 and twin.hidden_size == 64
+    assert twin.rope_parameters == text.rope_parameters  # what is not a size is kept
+    if getattr(twin, "layer_types", None):
+        assert len(twin.layer_types) == 2 and twin.layer_types == text.layer_types[:2]
+    if getattr(twin, "sliding_window", None):
+        assert twin.sliding_window <= 64
+    model = AutoModelForSequenceClassification.from_config(twin)
+    assert sum(p.numel() for p in model.parameters()) < 200_000
+    rewards = model(input_ids=torch.randint(6, len(tokenizer), (2, 40))).logits
+    rewards.sum().backward()
+    assert rewards.shape == (2, 1) and all(p.grad is not None for p in model.parameters() if p.requires_grad)

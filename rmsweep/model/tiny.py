@@ -1,4 +1,5 @@
-"""Tiny twins: each registry architecture built from a small config with random weights, offline.
+"""Tiny twins: each registry architecture built from a small config with random weights, offline; and the twin of
+any candidate's config (`shrink`): the same architecture, its sizes set to COMMON's.
 
 The tokenizer is a word-level one built here over the built-in corpus's vocabulary, with a chat
 template, so the same chat-formatting path runs for tiny and real models.
@@ -53,3 +54,26 @@ def tiny_config(architecture: str, tokenizer: PreTrainedTokenizerFast, num_label
         pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.bos_token_id,
         eos_token_id=tokenizer.eos_token_id,
     )
+
+
+def shrink(config, tokenizer: PreTrainedTokenizerFast, num_labels: int):
+    """The twin of a candidate's config: its architecture (the text model of a multimodal one) with every field
+    kept but the sizes, which become COMMON's; sliding windows at most a quarter of the twin's positions (so the
+    built-in corpus's texts meet them) and per-layer lists cut to the twin's layers."""
+    text = config.get_text_config() if hasattr(config, "get_text_config") else config
+    fields = {key: value for key, value in text.to_dict().items()
+              if key not in ("quantization_config", "architectures", "auto_map", "torch_dtype", "dtype", "id2label",
+                                 "label2id")}
+    fields.update(COMMON, vocab_size=len(tokenizer), num_labels=num_labels, pad_token_id=tokenizer.pad_token_id,
+                  bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id)
+    layers = COMMON["num_hidden_layers"]
+    for key, value in list(fields.items()):
+        if isinstance(value, list) and len(value) == text.num_hidden_layers:
+            fields[key] = value[:layers]
+    if fields.get("sliding_window"):
+        fields["sliding_window"] = min(fields["sliding_window"], COMMON["max_position_embeddings"] // 4)
+    for key in ("max_window_layers",):
+        if key in fields:
+            fields[key] = min(fields[key], layers)
+    model_type = fields.pop("model_type")
+    return AutoConfig.for_model(model_type, **fields)
