@@ -125,7 +125,8 @@ def fit_selector(table: pd.DataFrame, target: str, features=DEFAULT_FEATURES, se
 
     ranking, unranked = [], []
     if candidates is not None and len(candidates):
-        rankable = candidates if impute else candidates.dropna(subset=features)
+        lacking = candidates[features].isna().any(axis=1) & (not impute)
+        rankable = candidates[~lacking]
         predicted = pipeline.predict(rankable[features]) if len(rankable) else []
         # An 80% interval from the out-of-fold errors: what the selector's predictions missed by, on models whose
         # own scores it never saw.
@@ -134,8 +135,8 @@ def fit_selector(table: pd.DataFrame, target: str, features=DEFAULT_FEATURES, se
                                    high=np.asarray(predicted) + high)
                    .sort_values("predicted", ascending=False)[["name", "predicted", "low", "high"]]
                    .to_dict(orient="records"))
-        unranked = [{"name": row["name"], "missing": [f for f in features if pd.isna(row.get(f))]}
-                    for _, row in candidates.iterrows() if not impute and row.reindex(features).isna().any()]
+        unranked = [{"name": row["name"], "missing": [f for f in features if pd.isna(row[f])]}
+                    for _, row in candidates[lacking].iterrows()]
     return {
         **summary, "status": "fitted",
         **chosen,

@@ -83,12 +83,12 @@ def model_set_table(path: Path) -> pd.DataFrame:
         entries = candidates.load_set(path)
     except candidates.CandidateError as error:
         raise UsageError(str(error)) from None
-    table = registry.models()
+    known = set(registry.models()["name"]) | set(registry.models()["hf_id"])
     rows = []
     for entry in entries:
-        known = table[table["name"].isin([entry.name, entry.source]) | table["hf_id"].isin([entry.source])]
-        rows.append({**(known.iloc[0].to_dict() if len(known) else {}), "name": entry.name})
-    return pd.DataFrame(rows, columns=list(dict.fromkeys(["name", *table.columns])))
+        key = next((key for key in (entry.name, entry.source) if key in known), None)
+        rows.append({**(registry.model(key).to_dict() if key else {}), "name": entry.name})
+    return pd.DataFrame(rows, columns=list(dict.fromkeys(["name", *registry.models().columns])))
 
 
 def print_summary(fitted: dict) -> None:

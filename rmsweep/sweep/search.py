@@ -124,6 +124,11 @@ def make_sampler(name: str, samples_per_model: int, seed: int) -> optuna.sampler
     return TPESampler(n_startup_trials=startup, seed=seed)
 
 
+def nearest_on_log_scale(values, lr: float) -> float:
+    """The value of `values` nearest `lr` on the log scale."""
+    return values[int(np.abs(np.log10(values) - np.log10(lr)).argmin())]
+
+
 def tell(study: optuna.Study, asked, value: float | None = None, state: TrialState = TrialState.COMPLETE) -> None:
     """study.tell, where the grid's BruteForceSampler may stop the study once every point has been told: outside
     study.optimize that raises, after the trial's state is stored; the allocation ends the sweep instead."""
@@ -252,7 +257,7 @@ class PerModelSearcher(Searcher):
         """A model's first trial at the learning rate the models swept before it predict (transfer.py)."""
         predicted, lr = self._lr_prior.predict(model), self._distributions["lr"]
         if isinstance(lr, optuna.distributions.CategoricalDistribution):
-            predicted = min(lr.choices, key=lambda choice: abs(np.log10(choice) - np.log10(predicted)))
+            predicted = nearest_on_log_scale(lr.choices, predicted)
         else:
             predicted = float(np.clip(predicted, lr.low, lr.high))
         study.enqueue_trial({"lr": predicted})
@@ -269,9 +274,7 @@ class PerModelSearcher(Searcher):
 
     def _on_grid(self, lr: float) -> float:
         """The grid's value nearest `lr` on the log scale (lr itself without a grid)."""
-        if self._lr_grid is None:
-            return lr
-        return self._lr_grid[int(np.abs(np.log10(self._lr_grid) - np.log10(lr)).argmin())]
+        return lr if self._lr_grid is None else nearest_on_log_scale(self._lr_grid, lr)
 
     @staticmethod
     def _tell_known(study, asked, outcome) -> None:
