@@ -45,7 +45,7 @@ def parse_args(argv=None):
                         "run to its end: --sampler grid, no early stopping)")
     parser.add_argument("--engine", choices=simulated.ENGINES, default="in-process",
                         help="in-process: the searcher and scheduler driven directly (fast); tune: inside Ray "
-                        "Tune with the ledger and aggregator (about half a second a trial)")
+                        "Tune with the ledger and aggregator (much slower: docs/simulator.md)")
     parser.add_argument("--concurrency", type=int, default=8, help="simulated trials at once (default: 8)")
     parser.add_argument("--out", default="simulation", help="folder for results.csv, summary.csv, "
                         "sensitivity.csv and regret_vs_cost.png (default: ./simulation)")

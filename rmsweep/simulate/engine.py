@@ -1,6 +1,6 @@
 """The shipped searcher and scheduler driven in-process, without Ray Tune's controller: for the thousands of
-simulated sweeps a paper-scale comparison takes (through Tune a simulated trial costs its controller's round trips,
-0.2-0.5 s on 2 cores).
+simulated sweeps a paper-scale comparison takes (through Tune a simulated trial costs its controller's round trips;
+docs/simulator.md has the measured cost).
 
 It calls them as Tune's controller does (`ray/tune/execution/tune_controller.py`): `suggest` while fewer than
 `concurrency` trials run; for each result the scheduler first, then the searcher's `on_trial_result` unless the
