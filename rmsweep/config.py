@@ -38,10 +38,16 @@ def _on_off_auto(name: str, value) -> None:
 class ModelSpec:
     """Where a base model's weights come from."""
     source: str = _help("'tiny' (a random-weight twin), a hub id, or a local checkpoint directory")
-    architecture: str = _help("the registry's architecture key (gemma2, llama, qwen2, ...): a tiny twin's class")
+    architecture: str = _help("the registry's architecture key (gemma2, llama, qwen2, ...) or a candidate's "
+                              "model_type: a tiny twin's class")
     twin_seed: int = _help("seed of a tiny twin's weights (from the model's name: twins of one architecture differ)", 0)
     trust_remote_code: bool = _help("let the repository's own modeling code run (--trust-remote-code)", False)
     sizes: tuple = _help("(key, value) overrides of a tiny twin's config: width, layers (the benchmarks)", ())
+    revision: str | None = _help("a hub id's revision (branch, tag or commit); None: the default branch", None)
+    twin_of: str | None = _help("a tiny twin of a candidate: the folder or hub id whose config it shrinks "
+                                "(model/tiny.py shrink); None: a registry architecture's twin", None)
+    chat_template: bool = _help("the base model's tokenizer has a chat template; False: texts use the plain "
+                                "format (data/tokenization.py PLAIN_CHAT_TEMPLATE)", True)
 
     @property
     def is_tiny(self) -> bool:
@@ -154,6 +160,8 @@ class SweepConfig:
     run_dir: str = _help("the run directory (path or URI)")
     family: str | None = _help("the registry family swept, if one was named")
     models: dict = _help("base model name -> ModelSpec")
+    facts: dict = _help("base model name -> data.candidates.Candidate: family, stage, parameters, size group, "
+                        "chat template (published for registry models, read from the checkpoint for others)")
     params_b: dict = _help("base model name -> parameters in billions as trained (a tiny twin's are ~0)")
     space: object = _help("the search space (sweep.spaces.SearchSpace): lr, epochs, recipe, ASHA, data")
     placements: dict = _help("base model name -> sweep.placement.Placement: its trials' worker group")
@@ -208,6 +216,10 @@ class SweepConfig:
     @property
     def training(self) -> TrainingSettings:
         return self.space.training
+
+    def families(self) -> dict:
+        """Base model name -> its family label, for the models that have one."""
+        return {name: fact.entry.family for name, fact in self.facts.items() if fact.entry.family}
 
     @property
     def steps_per_epoch(self) -> int:

@@ -8,7 +8,7 @@ def pytest_collection_modifyitems(items):
     items.sort(key=lambda item: item.get_closest_marker("forks") is None)
 
 from rmsweep.config import SweepConfig
-from rmsweep.data import registry
+from rmsweep.data import candidates, registry
 from rmsweep.sweep import placement, spaces
 
 
@@ -25,9 +25,10 @@ def local_ray():
 
 def sweep_config(tmp_path, **changes) -> SweepConfig:
     """The tiny gemma2 sweep's config, as `python -m rmsweep.run --family gemma2 --scale tiny` builds it."""
-    models = {row["name"]: registry.model_spec(row, "tiny") for _, row in registry.family("gemma2").iterrows()}
+    facts = {row["name"]: candidates.from_registry(row) for _, row in registry.family("gemma2").iterrows()}
+    models = {name: candidates.model_spec(fact, "tiny") for name, fact in facts.items()}
     fields = dict(
-        name="gemma2-bt-tiny", run_dir=str(tmp_path), family="gemma2", models=models,
+        name="gemma2-bt-tiny", run_dir=str(tmp_path), family="gemma2", models=models, facts=facts,
         params_b={name: 0.0 for name in models}, space=spaces.load("gemma2", "bt", "tiny"),
         placements={name: placement.Placement(1, 1.0, 0.0, "ddp") for name in models}, max_concurrent_trials=2,
         train_examples=2048)

@@ -1,6 +1,7 @@
 """Candidates beyond the registry (`rmsweep/data/candidates.py`): facts read from checkpoint configs, model sets
 read from YAML, bad input refused in one line naming the file or model."""
 import re
+from dataclasses import asdict
 from pathlib import Path
 
 import pytest
@@ -113,3 +114,58 @@ def test_a_candidates_tiny_twin_is_its_architecture_shrunk(model_type, twin_type
     rewards = model(input_ids=torch.randint(6, len(tokenizer), (2, 40))).logits
     rewards.sum().backward()
     assert rewards.shape == (2, 1) and all(p.grad is not None for p in model.parameters() if p.requires_grad)
+
+
+def test_a_models_argument_is_a_folder_a_hub_id_or_a_name_for_the_registry(tmp_path):
+    assert candidates.entry_from_argument(str(tmp_path)) == candidates.Entry(tmp_path.name, str(tmp_path))
+    assert candidates.entry_from_argument("Qwen/Qwen3-4B@v1") == candidates.Entry("Qwen3-4B", "Qwen/Qwen3-4B",
+                                                                                 revision="v1")
+    assert candidates.entry_from_argument("gemma-2-2b-it") is None
+    for missing in ("./nowhere", "a/b/c"):
+        with pytest.raises(candidates.CandidateError, match=f"{missing}: no such folder"):
+            candidates.entry_from_argument(missing)
+
+
+def _causal_lm_checkpoint(folder: Path, model_type: str, chat_template: bool) -> Path:
+    _checkpoint(folder, model_type, chat_template)
+    config = AutoConfig.from_pretrained(folder)
+    config.update(dict(vocab_size=len(tiny_tokenizer()), pad_token_id=0))
+    AutoModelForCausalLM.from_config(config).save_pretrained(folder)
+    return folder
+
+
+def test_an_architecture_without_a_classification_class_gets_a_linear_head_on_its_backbone(tmp_path):
+    """Granite has a causal LM but no sequence-classification class in transformers: the reward model is its
+    backbone, loaded with the checkpoint's weights, and a linear head; it saves and reloads like any other. The
+    tokenizer has no chat template, so texts take the plain format."""
+    from rmsweep.data.tokenization import PLAIN_CHAT_TEMPLATE, chat_text
+    from rmsweep.model import auto_head, reward_model
+
+    folder = _causal_lm_checkpoint(tmp_path / "granite-small", "granite", chat_template=False)
+    candidate = candidates.read(candidates.Entry("granite-small", str(folder)))
+    assert candidate.head == auto_head.LINEAR_HEAD and not candidate.has_chat_template
+    spec = candidates.model_spec(candidate, "full")
+    assert spec.source == str(folder) and not spec.chat_template
+    tokenizer, model = reward_model.load_reward_model(spec, "bt")
+    backbone = AutoModelForCausalLM.from_pretrained(folder).model
+    assert all(torch.equal(a, b) for a, b in zip(model.model.model.state_dict().values(),
+                                                 backbone.state_dict().values()))
+    assert tokenizer.chat_template == PLAIN_CHAT_TEMPLATE
+    plain = chat_text(tokenizer, [{"role": "user", "content": "hi"}], "yes")
+    assert plain == "<bos>User: hi\n\nAssistant: yes\n\n<eos>"
+    ids, mask = torch.tensor([[7, 8, 9]]), torch.ones(1, 3, dtype=torch.long)
+    reward_model.save_reward_model(model, tokenizer, tmp_path / "rm", {"rm_type": "bt", "model_spec": asdict(spec)})
+    _, reloaded, _ = reward_model.load_checkpoint(tmp_path / "rm")
+    assert torch.equal(model(ids, mask), reloaded(ids, mask))
+
+
+def test_a_candidates_tiny_twin_loads_from_its_folders_config(folders):
+    from rmsweep.model import reward_model
+
+    candidate = candidates.read(candidates.Entry("gemma3-small", str(folders["gemma3"])))
+    spec = candidates.model_spec(candidate, "tiny")
+    assert spec.is_tiny and spec.twin_of == str(folders["gemma3"]) and not spec.chat_template
+    tokenizer, model = reward_model.load_reward_model(spec, "regression")
+    config = model.model.config
+    assert config.model_type == "gemma3_text" and config.num_hidden_layers == 2 and config.num_labels == 5
+    assert tokenizer.chat_template != tiny_tokenizer().chat_template  # no template in the candidate: plain format

@@ -45,7 +45,6 @@ def test_bad_input_exits_2_with_one_line_and_writes_nothing(tmp_path, args, mess
     (["--family", "gemma2", "--models", "Qwen2.5-7B-Instruct", "--scale", "tiny"], "is not in family"),
     (["--family", "gemma2", "--scale", "tiny", "--num-samples", "0"], "--num-samples must be positive"),
     (["--family", "gemma2", "--scale", "tiny", "--workers-per-trial", "3"], "not a multiple"),
-    (["--scale", "tiny"], "--family (or --models) is required"),
     (["--family", "gemma2", "--scale", "tiny", "--data-dir", "."], "--data-dir has no effect with --scale tiny"),
     (["--family", "gemma2", "--scale", "tiny", "--model-dir", "."], "--model-dir has no effect with --scale tiny"),
     (["--family", "gemma2", "--scale", "tiny", "--space", "my.yaml"], "no search space file my.yaml"),
@@ -158,4 +157,35 @@ def test_a_space_given_as_a_path_and_a_dry_run_that_writes_nothing(tmp_path):
     assert "20 trials per model (the grid)" in result.stdout
     assert f"search space {tmp_path / 'mine.yaml'}" in result.stdout
     assert "gemma-2-9b-it: 1 worker(s) x 1 CPU 0 GPU, ddp" in result.stdout and "dry run" in result.stdout
+    assert not (tmp_path / "runs").exists()
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--models", "./nowhere"], "./nowhere: no such folder"),
+    (["--models", "gema-2-2b-it"], "unknown model 'gema-2-2b-it'; did you mean 'gemma-2-2b-it'?"),
+    (["--models", "noconfig"], "noconfig: cannot read the config of"),
+    (["--models", "vision"], "vision: architecture 'clip_vision_model' has neither"),
+    (["--models", "Qwen/Qwen3-4B"], "Qwen3-4B: cannot read the config of Qwen/Qwen3-4B (not in the local hub cache)"),
+    (["--models", "qwen3-small", "gemma-2-2b-it", "./qwen3-small"], "two base models are named 'qwen3-small'"),
+    (["--model-set", "broken.yaml"], "broken.yaml: not valid YAML"),
+    (["--model-set", "set.yaml", "--family", "gemma2"], "--model-set names the models itself"),
+    ([], "name the base models: --family KEY, --models"),
+])
+def test_bad_candidates_exit_2_with_one_line_naming_them_and_write_nothing(tmp_path, monkeypatch, capsys, args,
+                                                                         message):
+    from transformers import AutoConfig
+
+    from rmsweep.cli import run
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub-cache"))  # nothing cached
+    AutoConfig.for_model("qwen3", num_hidden_layers=2, hidden_size=64).save_pretrained(tmp_path / "qwen3-small")
+    (tmp_path / "noconfig").mkdir()
+    (tmp_path / "vision").mkdir()
+    (tmp_path / "vision" / "config.json").write_text('{"model_type": "clip_vision_model"}')
+    (tmp_path / "broken.yaml").write_text("models: [")
+    (tmp_path / "set.yaml").write_text("models:\n  - {name: mine, source: qwen3-small}\n")
+    assert run.main([*args, "--scale", "tiny", "--storage", str(tmp_path / "runs")]) == 2
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1 and message in error
     assert not (tmp_path / "runs").exists()

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from rmsweep.config import ModelSpec
-from rmsweep.data import registry, sources, tokenization
+from rmsweep.data import candidates, registry, sources, tokenization
 from rmsweep.model import heads, reward_model, tiny
 
 TEXTS = [("please explain rivers", "detail accurate therefore"), ("please compare toxin harbors", "sorry cannot")]
@@ -92,7 +92,7 @@ def test_real_checkpoint_path_loads_a_causal_lm_directory_and_pins_the_pad_token
     AutoModelForCausalLM.from_config(config).save_pretrained(directory)
     tokenizer.save_pretrained(directory)
 
-    spec = registry.model_spec(registry.model("Qwen2.5-0.5B-Instruct"), "full", tmp_path)
+    spec = candidates.model_spec(candidates.from_registry(registry.model("Qwen2.5-0.5B-Instruct")), "full", tmp_path)
     loaded_tokenizer, model = reward_model.load_reward_model(spec, "regression")
     assert loaded_tokenizer.pad_token == loaded_tokenizer.eos_token
     assert model.model.config.pad_token_id == loaded_tokenizer.eos_token_id
@@ -137,12 +137,13 @@ def test_a_models_own_code_runs_only_with_trust_remote_code(tmp_path, monkeypatc
     saved["auto_map"] = {"AutoConfig": "custom.CustomConfig",
                          "AutoModelForSequenceClassification": "custom.CustomModel"}
     (directory / "config.json").write_text(json.dumps(saved))
-    row = registry.model("Qwen2.5-0.5B-Instruct")
+    candidate = candidates.from_registry(registry.model("Qwen2.5-0.5B-Instruct"))
 
     with pytest.raises(ValueError, match="trust_remote_code"):
-        reward_model.load_reward_model(registry.model_spec(row, "full", tmp_path), "bt")
+        reward_model.load_reward_model(candidates.model_spec(candidate, "full", tmp_path), "bt")
     assert not marker.exists()
-    _, model = reward_model.load_reward_model(registry.model_spec(row, "full", tmp_path, trust_remote_code=True), "bt")
+    trusted = candidates.model_spec(candidate, "full", tmp_path, trust_remote_code=True)
+    _, model = reward_model.load_reward_model(trusted, "bt")
     assert type(model.model).__name__ == "CustomModel" and marker.exists()
 
 

@@ -1,6 +1,6 @@
 import pytest
 
-from rmsweep.data import registry
+from rmsweep.data import candidates, registry
 
 
 def test_all_paper_models_are_registered():
@@ -37,13 +37,16 @@ def test_unknown_names_suggest_the_nearest():
 
 
 def test_model_spec_sources(tmp_path):
-    row = registry.model("gemma-2-2b-it")
-    twin = registry.model_spec(row, "tiny")
+    def spec(name, *args):
+        return candidates.model_spec(candidates.from_registry(registry.model(name)), *args)
+
+    twin = spec("gemma-2-2b-it", "tiny")
     assert twin.source == "tiny" and twin.architecture == "gemma2" and not twin.trust_remote_code
-    assert registry.model_spec(row, "tiny") == twin  # the same twin every time, another for another model
-    assert registry.model_spec(registry.model("gemma-2-9b-it"), "tiny").twin_seed != twin.twin_seed
-    assert registry.model_spec(row, "full").source == "google/gemma-2-2b-it"
-    assert registry.model_spec(row, "full", tmp_path).source == str(tmp_path / "gemma-2-2b-it")
+    assert twin.twin_of is None and twin.chat_template
+    assert spec("gemma-2-2b-it", "tiny") == twin  # the same twin every time, another for another model
+    assert spec("gemma-2-9b-it", "tiny").twin_seed != twin.twin_seed
+    assert spec("gemma-2-2b-it", "full").source == "google/gemma-2-2b-it"
+    assert spec("gemma-2-2b-it", "full", tmp_path).source == str(tmp_path / "gemma-2-2b-it")
 
 
 def test_with_results_attaches_scores_and_drops_unknown_models():

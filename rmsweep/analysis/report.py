@@ -5,7 +5,8 @@ from rmsweep.analysis import paper_analyses, scoring
 from rmsweep.config import SweepConfig
 from rmsweep.sweep import ledger, storage
 
-BEST_COLUMNS = ["model", "size_group", "params_b", "best_lr", "best_epochs", "val_accuracy", "regression_weights",
+BEST_COLUMNS = ["model", "size_group", "params_b", "chat_format", "best_lr", "best_epochs", "val_accuracy",
+                "regression_weights",
                 *[column for columns in scoring.SCORE_COLUMNS.values() for column in columns.values()]]
 TRIAL_COLUMNS = ["model", "lr", "epochs", "status", "steps", "total_steps", "best_val_accuracy", "train_truncated",
                  "train_dropped", "tokens_per_second", "startup_seconds", "eval_seconds", "ray_overhead_seconds",
@@ -52,6 +53,15 @@ def render_selector(selector: dict) -> list[str]:
                     _markdown(pd.DataFrame(selector["ranking"]).head(10))]
 
 
+def plain_format_note(best: pd.DataFrame) -> list[str]:
+    """Which models had no chat template, so trained and scored on the plain format."""
+    plain = best.loc[best["chat_format"] == "plain", "model"].tolist() if "chat_format" in best else []
+    if not plain:
+        return []
+    return [f"No chat template, so texts used the plain format (each turn `Role: content`, then a blank line; "
+            f"docs/candidates.md): {', '.join(plain)}.", ""]
+
+
 def spending_per_model(trials: pd.DataFrame) -> pd.DataFrame:
     """What each base model cost: trials, trial-steps, GPU-hours; and where a median trial's time went."""
     trials = trials.reindex(columns=TRIAL_COLUMNS)  # a ledger from an older rmsweep lacks some columns
@@ -91,6 +101,7 @@ def write_report(run_dir: storage.Location, sweep: SweepConfig, trials: pd.DataF
         "",
         _markdown(best[best_columns(best)]),
         "",
+        *plain_format_note(best),
         "## Budget and time per base model",
         "",
         _markdown(spending_per_model(trials)),

@@ -105,7 +105,11 @@ def describe(sweep: SweepConfig, resume: bool) -> list[str]:
              f"  data: {sweep.train_examples} training rows; benchmarks {', '.join(sweep.benchmarks)}",
              *[f"  {account}" for account in sweep.data_accounts]]
     for model, chosen in sweep.placements.items():
-        lines.append(f"  {model}: {chosen.workers} worker(s) x {chosen.cpus_per_worker:g} CPU "
+        fact = sweep.facts[model]
+        read = "" if fact.published else (
+            f" ({fact.architecture}, {fact.params_b:.3g}B, read from {fact.entry.source}"
+            + ("" if fact.has_chat_template else "; no chat template: plain format") + ")")
+        lines.append(f"  {model}{read}: {chosen.workers} worker(s) x {chosen.cpus_per_worker:g} CPU "
                      f"{chosen.gpus_per_worker:g} GPU, {chosen.strategy}"
                      + (", gradient checkpointing" if chosen.gradient_checkpointing else ""))
     lines.append(f"  run directory: {sweep.run_dir}{' (resumed)' if resume else ''}")

@@ -9,6 +9,7 @@ from rmsweep.sweep import plan, spaces
 
 WEIGHT_CHOICES = ("search", *scoring.PUBLISHED_WEIGHTS)
 DESCRIPTION = """Sweep every base model of a family: python -m rmsweep.run --family gemma2 --scale tiny
+or any candidates: python -m rmsweep.run --models Qwen/Qwen3-4B ./checkpoints/ours-sft gemma-2-2b-it
 
 Validates everything before any compute (flags, search space, every data row), runs one Ray Tune sweep
 (an Optuna study per base model, TPE or a grid; ASHA per base model; one Ray Train TorchTrainer per trial),
@@ -46,10 +47,18 @@ def parse_args(argv=None) -> argparse.Namespace:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument(
-        "--family", metavar="KEY", help="family key to sweep, e.g. gemma2, qwen2.5, llama3.1 (see --list-families)"
+        "--family", metavar="KEY", help="registry family to sweep, e.g. gemma2, qwen2.5, llama3.1 (see "
+        "--list-families); with --models, the registry names there must belong to it"
     )
     parser.add_argument(
-        "--models", nargs="+", metavar="NAME", help="only these models of the family (names or hub ids)"
+        "--models", nargs="+", metavar="MODEL",
+        help="the base models to sweep, mixed: registry names, hub ids (org/name or org/name@revision) and local "
+        "checkpoint folders; a model outside the registry has its facts read from its config (docs/candidates.md)"
+    )
+    parser.add_argument(
+        "--model-set", metavar="FILE", type=Path,
+        help="a YAML file naming the candidates (name, source = hub id or folder, revision, stage, family, notes), "
+        "instead of --family or --models; e.g. examples/model-set.yaml"
     )
     parser.add_argument("--list-families", action="store_true", help="print the families and their models, then exit")
     parser.add_argument(

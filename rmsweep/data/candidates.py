@@ -1,5 +1,5 @@
-"""Base models beyond the registry: a candidate's facts read from its checkpoint, not typed, and named sets of
-candidates in a YAML file (docs/candidates.md).
+"""Base models as a sweep takes them: the registry's (published facts) and any other checkpoint (facts read from
+its config, not typed), named on the command line or in a model-set YAML file (docs/candidates.md).
 
 From the checkpoint's config: the architecture (`model_type`), the parameter count (the causal LM instantiated on
 the meta device: no weights loaded or allocated), the size group that count falls in, and how a reward head goes
@@ -7,13 +7,15 @@ on (transformers' own sequence-classification class where it has one, else a lin
 hidden state). From its tokenizer files: whether it has a chat template.
 """
 import json
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
 
+from rmsweep.config import ModelSpec
+
 SET_KEYS = {"name", "source", "revision", "stage", "family", "notes"}
-HEADS = ("sequence-classification", "causal-lm + linear head")
 
 
 class CandidateError(ValueError):
@@ -33,13 +35,60 @@ class Entry:
 
 @dataclass(frozen=True)
 class Candidate:
-    """What rmsweep reads of a candidate."""
+    """What rmsweep knows of a base model: published (a registry model) or read from its checkpoint."""
     entry: Entry
-    architecture: str
+    architecture: str  # the registry's key for a registry model, else the config's model_type
     params_b: float
     size_group: str
-    head: str  # one of HEADS
+    head: str  # model.auto_head.SEQUENCE_CLASSIFICATION or LINEAR_HEAD
     has_chat_template: bool
+    published: bool = False  # a registry model: its facts and benchmark features are the registry's
+
+    @property
+    def name(self) -> str:
+        return self.entry.name
+
+
+def from_registry(row) -> Candidate:
+    """A registry model (a row of registry.models()) with its published facts."""
+    from rmsweep.model.auto_head import SEQUENCE_CLASSIFICATION
+
+    entry = Entry(row["name"], row["hf_id"], stage=row["stage"], family=row["family_key"])
+    return Candidate(entry, row["architecture"], float(row["params_b"]), row["size_group"], SEQUENCE_CLASSIFICATION,
+                     has_chat_template=True, published=True)
+
+
+def model_spec(candidate: Candidate, scale: str, model_dir: Path | None = None,
+               trust_remote_code: bool = False) -> ModelSpec:
+    """Where a base model's weights come from: its tiny twin (a registry architecture's, or the candidate's own
+    config shrunk), a registry model's folder under `model_dir`, or its source (hub id or folder); whether its
+    repository's own modeling code may run (only when the user passed --trust-remote-code)."""
+    entry = candidate.entry
+    format_and_revision = dict(revision=entry.revision, chat_template=candidate.has_chat_template)
+    if scale == "tiny":  # its weights fixed by its name, as a real checkpoint's are: twins of one architecture differ
+        return ModelSpec("tiny", candidate.architecture, twin_seed=zlib.crc32(entry.name.encode()),
+                         twin_of=None if candidate.published else entry.source, **format_and_revision)
+    source = str(Path(model_dir) / entry.name) if model_dir is not None and candidate.published else entry.source
+    return ModelSpec(source, candidate.architecture, trust_remote_code=trust_remote_code, **format_and_revision)
+
+
+def is_hub_id(text: str) -> bool:
+    """`org/name`: not a path."""
+    return not text.startswith((".", "/", "~")) and text.count("/") == 1 and all(text.split("/"))
+
+
+def entry_from_argument(text: str) -> Entry | None:
+    """A --models argument that is not a registry name: a folder (named by its last part) or a hub id
+    `org/name[@revision]` (named by `name`); None for a plain name (the registry's to judge)."""
+    folder = Path(text).expanduser()
+    if folder.is_dir():
+        return Entry(folder.resolve().name, str(folder.resolve()))
+    source, _, revision = text.partition("@")
+    if is_hub_id(source):
+        return Entry(source.split("/")[1], source, revision=revision or None)
+    if "/" in text or text.startswith((".", "~")):
+        raise CandidateError(f"{text}: no such folder")
+    return None
 
 
 def size_group(params_b: float) -> str:
@@ -57,50 +106,56 @@ def parameter_count(config) -> int:
     return sum(parameter.numel() for parameter in model.parameters())
 
 
-def _has_chat_template(folder: Path) -> bool:
-    if (folder / "chat_template.jinja").exists() or (folder / "chat_template.json").exists():
-        return True
-    tokenizer_config = folder / "tokenizer_config.json"
-    return tokenizer_config.exists() and bool(json.loads(tokenizer_config.read_text()).get("chat_template"))
+TEMPLATE_FILES = ("chat_template.jinja", "chat_template.json", "tokenizer_config.json")
 
 
-def read(entry: Entry, trust_remote_code: bool = False) -> Candidate:
-    """A candidate's facts from its local folder, or from the hub cache for a hub id (nothing is downloaded)."""
+def _has_chat_template(entry: Entry, local_only: bool) -> bool:
+    """Whether the tokenizer files carry a chat template: in the folder, or fetched from the hub (cache)."""
+    from huggingface_hub import hf_hub_download
+    from huggingface_hub.errors import EntryNotFoundError, LocalEntryNotFoundError
+
+    for name in TEMPLATE_FILES:
+        if Path(entry.source).is_dir():
+            path = Path(entry.source) / name
+        else:
+            try:
+                path = Path(hf_hub_download(entry.source, name, revision=entry.revision,
+                                            local_files_only=local_only))
+            except (EntryNotFoundError, LocalEntryNotFoundError):
+                continue
+        if path.exists() and (name != "tokenizer_config.json" or json.loads(path.read_text()).get("chat_template")):
+            return True
+    return False
+
+
+def read_config(entry: Entry, local_only: bool = True, trust_remote_code: bool = False):
+    """A candidate's config from its folder, or for a hub id from the local hub cache (`local_only`) or the hub."""
     from transformers import AutoConfig  # here: reading a model-set file needs neither transformers nor torch
-    from transformers.models.auto.modeling_auto import (
-        MODEL_FOR_CAUSAL_LM_MAPPING_NAMES,
-        MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING_NAMES,
-    )
 
     folder = Path(entry.source)
-    if not folder.is_dir() and (entry.source.startswith((".", "/", "~")) or entry.source.count("/") != 1):
+    if not folder.is_dir() and not is_hub_id(entry.source):
         raise CandidateError(f"{entry.name}: {entry.source} is neither a folder nor a hub id (org/name)")
     try:
-        config = AutoConfig.from_pretrained(entry.source, revision=entry.revision, local_files_only=True,
-                                            trust_remote_code=trust_remote_code)
+        return AutoConfig.from_pretrained(entry.source, revision=entry.revision, local_files_only=local_only,
+                                          trust_remote_code=trust_remote_code)
     except (OSError, ValueError) as error:
-        raise CandidateError(f"{entry.name}: cannot read the config of {entry.source} "
+        where = " (not in the local hub cache)" if local_only and not folder.is_dir() else ""
+        raise CandidateError(f"{entry.name}: cannot read the config of {entry.source}{where} "
                              f"({str(error).splitlines()[0]})") from None
-    architecture = getattr(config, "model_type", None)
-    if architecture in MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING_NAMES:
-        head = HEADS[0]
-    elif architecture in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES:
-        head = HEADS[1]
-    else:
-        raise CandidateError(f"{entry.name}: architecture {architecture!r} has neither a sequence-classification "
-                             "nor a causal-LM class in the installed transformers")
+
+
+def read(entry: Entry, local_only: bool = True, trust_remote_code: bool = False) -> Candidate:
+    """A candidate's facts from its config and tokenizer files (a folder, the hub cache, or the hub); no weights."""
+    from rmsweep.model import auto_head
+
+    config = read_config(entry, local_only, trust_remote_code)
+    try:
+        head = auto_head.head_route(getattr(config, "model_type", None))
+    except auto_head.UnsupportedArchitecture as error:
+        raise CandidateError(f"{entry.name}: {error}") from None
     params_b = parameter_count(config) / 1e9
-    local = folder if folder.is_dir() else _cached_folder(entry)
-    return Candidate(entry, architecture, params_b, size_group(params_b), head,
-                     local is not None and _has_chat_template(local))
-
-
-def _cached_folder(entry: Entry) -> Path | None:
-    """The hub cache's snapshot folder of a hub id, if its config is cached."""
-    from huggingface_hub import try_to_load_from_cache
-
-    path = try_to_load_from_cache(entry.source, "config.json", revision=entry.revision)
-    return Path(path).parent if isinstance(path, str) else None
+    return Candidate(entry, config.model_type, params_b, size_group(params_b), head,
+                     _has_chat_template(entry, local_only))
 
 
 def load_set(path: Path) -> list[Entry]:

@@ -3,14 +3,10 @@
 `data/models.csv` is built from the shared reference by `scripts/build_models_csv.py`.
 """
 import difflib
-import zlib
 from functools import cache
 from importlib import resources
-from pathlib import Path
 
 import pandas as pd
-
-from rmsweep.config import ModelSpec
 
 SIZE_GROUPS = ("<3B", "3-6B", ">=6B")
 # The paper's published RewardBench results: columns reg_* (Table 4) and bt_* (Table 5).
@@ -47,11 +43,17 @@ def family(key: str) -> pd.DataFrame:
 
 def model(name: str) -> pd.Series:
     """A model by its name (`gemma-2-2b-it`) or hub id (`google/gemma-2-2b-it`)."""
+    row = find(name)
+    if row is None:
+        raise _unknown("model", name, models()["name"])
+    return row
+
+
+def find(key: str) -> pd.Series | None:
+    """A model by its name or hub id, or None."""
     table = models()
-    match = table[(table["name"] == name) | (table["hf_id"] == name)]
-    if match.empty:
-        raise _unknown("model", name, table["name"])
-    return match.iloc[0]
+    match = table[(table["name"] == key) | (table["hf_id"] == key)]
+    return None if match.empty else match.iloc[0]
 
 
 def families_of(names: list[str]) -> dict[str, str]:
@@ -86,12 +88,3 @@ def with_results(results: pd.DataFrame, columns) -> pd.DataFrame:
     """
     scores = results.rename(columns={"model": "name"})[["name", *columns]]
     return models().merge(scores, on="name")
-
-
-def model_spec(row: pd.Series, scale: str, model_dir: Path | None = None, trust_remote_code: bool = False) -> ModelSpec:
-    """Where a model's weights come from: its tiny twin, a local directory, or the hub id; and whether its
-    repository's own modeling code may run (only when the user passed --trust-remote-code)."""
-    if scale == "tiny":  # its weights fixed by its name, as a real checkpoint's are: twins of one architecture differ
-        return ModelSpec("tiny", row["architecture"], twin_seed=zlib.crc32(row["name"].encode()))
-    source = str(Path(model_dir) / row["name"]) if model_dir is not None else row["hf_id"]
-    return ModelSpec(source, row["architecture"], trust_remote_code=trust_remote_code)

@@ -17,6 +17,14 @@ class Tokenized:
     dropped: int = 0  # rows left out: a response alone longer than max_length
 
 
+# For a base model whose tokenizer has no chat template: each turn "Role: content" and a blank line, the text
+# closed by eos so that the reward is read at the same kind of token as with a template.
+PLAIN_CHAT_TEMPLATE = (
+    "{{ bos_token or '' }}{% for message in messages %}{{ message['role'] | capitalize }}: {{ message['content'] }}"
+    "\n\n{% endfor %}{% if add_generation_prompt %}Assistant:{% endif %}{{ eos_token or '' }}"
+)
+
+
 def chat_text(tokenizer, prompt: list[dict], response: str) -> str:
     return tokenizer.apply_chat_template(prompt + [{"role": "assistant", "content": response}], tokenize=False)
 

@@ -12,12 +12,12 @@ from pathlib import Path
 
 import torch
 from safetensors.torch import load_file
-from transformers import AutoModelForSequenceClassification, AutoTokenizer, DynamicCache
+from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer, DynamicCache
 from transformers.utils import logging as transformers_logging
 
 from rmsweep.config import ModelSpec
-from rmsweep.data.tokenization import pad
-from rmsweep.model import heads, masks, tiny
+from rmsweep.data.tokenization import PLAIN_CHAT_TEMPLATE, pad
+from rmsweep.model import auto_head, heads, masks, tiny
 
 META_FILE = "rmsweep_meta.json"
 RM_OUTPUTS = {"bt": 1, "regression": 5, "bnrm": 1}  # regression: the 5 HelpSteer2 attributes
@@ -58,22 +58,50 @@ def unwrap(model) -> RewardModel:
     return getattr(model, "module", model)
 
 
+def load_tokenizer(spec: ModelSpec, directory: Path | None = None):
+    """The base model's tokenizer (a tiny twin's is built here; else from `directory` or the spec's source), with
+    the plain chat format where the base model has no template."""
+    if spec.is_tiny:
+        tokenizer = tiny.tiny_tokenizer()
+    else:
+        source, revision = (directory, None) if directory else (spec.source, spec.revision)
+        tokenizer = AutoTokenizer.from_pretrained(source, revision=revision, trust_remote_code=spec.trust_remote_code)
+    if not spec.chat_template:
+        tokenizer.chat_template = PLAIN_CHAT_TEMPLATE
+    pin_pad_token(tokenizer)
+    return tokenizer
+
+
+def base_config(spec: ModelSpec, tokenizer, num_outputs: int):
+    """The config the reward model is built from: a registry architecture's twin, a candidate's twin (its own
+    config shrunk), or the checkpoint's; a head class registered where transformers has none (auto_head)."""
+    if spec.is_tiny and spec.twin_of is None:
+        return tiny.tiny_config(spec.architecture, tokenizer, num_outputs, **dict(spec.sizes))
+    source = spec.twin_of if spec.is_tiny else spec.source
+    config = AutoConfig.from_pretrained(source, revision=spec.revision, local_files_only=spec.is_tiny,
+                                        trust_remote_code=spec.trust_remote_code, num_labels=num_outputs)
+    if spec.is_tiny:
+        config = tiny.shrink(config, tokenizer, num_outputs)
+    if not spec.trust_remote_code:  # remote code brings its own classes
+        auto_head.register_head(config)
+    return config
+
+
 def load_reward_model(spec: ModelSpec, rm_type: str):
     """(tokenizer, RewardModel) with the RM type's head: a tiny twin (random weights of the architecture, drawn
     from `twin_seed`) or a hub id / local directory. Weights are read from safetensors only (a pickle can run
     code); the repository's own code runs only if `trust_remote_code` is set."""
     num_outputs = RM_OUTPUTS[rm_type]
+    tokenizer = load_tokenizer(spec)
+    config = base_config(spec, tokenizer, num_outputs)
     if spec.is_tiny:
-        tokenizer = tiny.tiny_tokenizer()
-        config = tiny.tiny_config(spec.architecture, tokenizer, num_outputs, **dict(spec.sizes))
         with torch.random.fork_rng():  # the twin's own weights; the trial's seed still orders data and noise
             torch.manual_seed(spec.twin_seed)
             model = AutoModelForSequenceClassification.from_config(config)
     else:
-        tokenizer = AutoTokenizer.from_pretrained(spec.source, trust_remote_code=spec.trust_remote_code)
-        pin_pad_token(tokenizer)
         model = AutoModelForSequenceClassification.from_pretrained(
-            spec.source, num_labels=num_outputs, use_safetensors=True, trust_remote_code=spec.trust_remote_code,
+            spec.source, config=config, revision=spec.revision, use_safetensors=True,
+            trust_remote_code=spec.trust_remote_code,
         )
     model.config.pad_token_id = tokenizer.pad_token_id
     if rm_type == "bnrm":
@@ -198,12 +226,10 @@ def load_checkpoint(directory: Path):
     """
     meta = json.loads((Path(directory) / META_FILE).read_text())
     spec = ModelSpec.from_record(meta["model_spec"])
-    trust_remote_code = spec.trust_remote_code
-    if spec.is_tiny:
-        tokenizer = tiny.tiny_tokenizer()
-    else:
-        tokenizer = AutoTokenizer.from_pretrained(directory, trust_remote_code=trust_remote_code)
-    load = dict(use_safetensors=True, trust_remote_code=trust_remote_code)
+    tokenizer = load_tokenizer(spec, directory)
+    if not spec.trust_remote_code:
+        auto_head.register_head(AutoConfig.from_pretrained(directory))
+    load = dict(use_safetensors=True, trust_remote_code=spec.trust_remote_code)
     if meta["rm_type"] == "bnrm":
         with _quiet_transformers():  # it would warn that the plain score layer is missing
             model = AutoModelForSequenceClassification.from_pretrained(directory, **load)

@@ -14,7 +14,7 @@ import ray
 from ray import tune
 
 from rmsweep.config import ModelSpec, SweepConfig
-from rmsweep.data import registry
+from rmsweep.data import candidates, registry
 from rmsweep.simulate import engine as in_process
 from rmsweep.simulate.surface import SimulationSettings, surfaces
 from rmsweep.simulate.trial import TrialSimulator, evaluation_steps, simulated_trial
@@ -74,6 +74,7 @@ def sweep_config(problem, strategy: Strategy, run_dir: str, seed: int, concurren
     return SweepConfig(
         name=f"simulated-seed{seed}", run_dir=run_dir, family=None,
         models={name: ModelSpec(row.hf_id, row.architecture) for name, row in table.iterrows()},
+        facts={name: candidates.from_registry(registry.model(name)) for name in models},
         params_b=table["params_b"].to_dict(), space=space if strategy.asha else replace(space, asha=NO_ASHA),
         placements={name: Placement(1, TRIAL_DRIVER_CPUS, 0.0, "ddp") for name in models},
         max_concurrent_trials=concurrency, rm_type=problem.rm_type, scale="full", seed=seed,

@@ -172,10 +172,12 @@ class Aggregator:
     def _best_per_model(self, best: pd.DataFrame, scores: list[dict]) -> pd.DataFrame:
         rows = []
         for (_, trial), score in zip(best.iterrows(), scores):
-            info = registry.model(trial["model"])
+            fact = self._sweep.facts[trial["model"]]
             row = {
-                "model": trial["model"], "hf_id": info["hf_id"], "family": info["family_key"],
-                "params_b": info["params_b"], "size_group": info["size_group"], "stage": info["stage"],
+                "model": trial["model"], "source": fact.entry.source, "revision": fact.entry.revision,
+                "family": fact.entry.family, "params_b": fact.params_b, "size_group": fact.size_group,
+                "stage": fact.entry.stage, "architecture": fact.architecture, "published_facts": fact.published,
+                "chat_format": "template" if fact.has_chat_template else "plain",
                 "rm_type": self._sweep.rm_type, "scale": self._sweep.scale, "best_lr": trial["lr"],
                 "best_epochs": trial["epochs"], "val_accuracy": trial["best_val_accuracy"],
             }

@@ -38,7 +38,8 @@ def model_shape(spec) -> ModelShape | None:
     from transformers import AutoConfig
 
     try:
-        config = AutoConfig.from_pretrained(spec.source, trust_remote_code=spec.trust_remote_code)
+        config = AutoConfig.from_pretrained(spec.source, revision=spec.revision,
+                                            trust_remote_code=spec.trust_remote_code)
     except (OSError, ValueError):
         return None
     text = config.get_text_config()  # multimodal configs nest the language model's

@@ -7,10 +7,11 @@ import argparse
 import importlib.util
 import logging
 from dataclasses import dataclass
+from pathlib import Path
 
 from rmsweep.analysis import scoring
 from rmsweep.config import AUTO, SweepConfig
-from rmsweep.data import registry, sources, token_cache
+from rmsweep.data import candidates, registry, sources, token_cache
 from rmsweep.sweep import claim, placement, spaces, storage
 
 DEFAULT_TPE_SAMPLES = 4
@@ -28,6 +29,7 @@ class Request:
     """What the user asked for, checked; the data and the cluster are not read yet."""
     name: str
     models: dict  # name -> ModelSpec
+    facts: dict  # name -> candidates.Candidate
     params_b: dict
     model_shapes: dict
     space: spaces.SearchSpace
@@ -39,8 +41,11 @@ class Request:
 
 def check_flags(args: argparse.Namespace) -> None:
     """Flags that are wrong on their own or together, whatever the models and space."""
-    if not args.family and not args.models:
-        raise UsageError("--family (or --models) is required; see --list-families")
+    if not (args.family or args.models or args.model_set):
+        raise UsageError("name the base models: --family KEY, --models NAME|HUB_ID|FOLDER ... or --model-set FILE; "
+                         "see --list-families")
+    if args.model_set and (args.family or args.models):
+        raise UsageError("--model-set names the models itself: drop --family and --models")
     if args.rm_type == "regression" and (args.bt_loss != "plain" or args.reward_centering):
         raise UsageError("--bt-loss and --reward-centering apply to bt and bnrm RMs, not regression")
     for flag, value in (("--reward-centering", args.reward_centering), ("--max-failures", args.max_failures),
@@ -70,16 +75,46 @@ def check_flags(args: argparse.Namespace) -> None:
         raise UsageError(f"--data-dir {args.data_dir} is not a folder")
 
 
-def chosen_models(args: argparse.Namespace):
-    """The registry rows of the family, or of --models (within the family, when one is named)."""
+def requested_entries(args: argparse.Namespace) -> list:
+    """What the user named: registry rows (pandas Series) and other candidates (candidates.Entry), in order."""
+    if args.model_set:
+        return [row if (row := registry.find(entry.source)) is not None and entry.revision is None else entry
+                for entry in candidates.load_set(args.model_set)]
     members = registry.family(args.family) if args.family else registry.models()
     if not args.models:
-        return members
-    chosen = {registry.model(name)["name"] for name in args.models}
-    outside = sorted(chosen - set(members["name"]))
-    if outside:
-        raise UsageError(f"model {outside[0]!r} is not in family {args.family!r}")
-    return members[members["name"].isin(chosen)].reset_index(drop=True)
+        return [row for _, row in members.iterrows()]
+    named = []
+    for text in args.models:
+        row = registry.find(text)
+        if row is None:
+            entry = candidates.entry_from_argument(text)
+            if entry is None:
+                registry.model(text)  # a plain name the registry lacks: raises its error, naming the nearest
+            named.append(entry)
+            continue
+        if args.family and row["family_key"] != args.family:
+            raise UsageError(f"model {row['name']!r} is not in family {args.family!r}")
+        named.append(row)
+    return named
+
+
+def chosen_models(args: argparse.Namespace) -> dict:
+    """Name -> candidates.Candidate of each base model to sweep: a registry model's published facts, any other's
+    read from its config (a folder; a hub id from the local cache at --scale tiny, else from the hub)."""
+    chosen = {}
+    for item in requested_entries(args):
+        if isinstance(item, candidates.Entry):
+            if args.scale == "full" and not Path(item.source).is_dir():
+                check_hub_reachable([item.source])
+            candidate = candidates.read(item, local_only=args.scale == "tiny",
+                                        trust_remote_code=args.trust_remote_code)
+        else:
+            candidate = candidates.from_registry(item)
+        if candidate.name in chosen:
+            raise UsageError(f"two base models are named {candidate.name!r}; give one another name in a --model-set "
+                             "file")
+        chosen[candidate.name] = candidate
+    return chosen
 
 
 def check_batch_split(space: spaces.SearchSpace, workers: int, where: str) -> None:
@@ -112,28 +147,28 @@ def run_location(args: argparse.Namespace, name: str) -> tuple[storage.Location,
     return root, run_dir
 
 
-def check_hub_reachable(specs: dict) -> None:
-    """Real checkpoints need the hub (or --model-dir): fail at once when it cannot be reached."""
+def check_hub_reachable(sources: list[str]) -> None:
+    """Real checkpoints from hub ids need the hub: fail at once when it cannot be reached."""
     from huggingface_hub import HfApi
 
-    for spec in specs.values():
+    for source in sources:
         try:
-            HfApi().model_info(spec.source, timeout=10)
+            HfApi().model_info(source, timeout=10)
         except Exception as error:  # offline mode, DNS, refused, timeout, gated without a token
             raise UsageError(
-                f"cannot reach the Hugging Face hub for {spec.source} ({type(error).__name__}); use --scale tiny "
-                "to run offline, or --model-dir DIR with the checkpoints in DIR/<model name>") from None
+                f"cannot reach the Hugging Face hub for {source} ({type(error).__name__}); use --scale tiny "
+                "to run offline, or local checkpoint folders (--model-dir DIR, or folders in --models)") from None
 
 
 def resolve(args: argparse.Namespace) -> Request:
     """The request, checked before anything is loaded or written."""
     check_flags(args)
     try:
-        members = chosen_models(args)
+        facts = chosen_models(args)
         space = spaces.load(args.family, args.rm_type, args.scale, args.search_spaces, args.space)
         data_spec = sources.check_spec(space.data, args.rm_type)
         grid_size = space.grid_size() if args.sampler == "grid" and space.grid() else None
-    except (registry.RegistryError, spaces.SpaceError) as error:
+    except (registry.RegistryError, candidates.CandidateError, spaces.SpaceError) as error:
         raise UsageError(str(error)) from None
     except sources.DataError as error:
         raise UsageError(f"{space.path}: {error}") from None
@@ -146,21 +181,23 @@ def resolve(args: argparse.Namespace) -> Request:
     if args.workers_per_trial is not None:
         check_batch_split(space, args.workers_per_trial, str(space.path))
     if args.model_dir:
-        missing = [n for n in members["name"] if not (args.model_dir / n / "config.json").exists()]
+        missing = [name for name, fact in facts.items()
+                   if fact.published and not (args.model_dir / name / "config.json").exists()]
         if missing:
             raise UsageError(f"no checkpoint at {args.model_dir / missing[0]} (expected config.json there)")
-    label = args.family or "models"
+    label = args.family or (args.model_set.stem if args.model_set else "models")
     name = args.name or "-".join([label, args.rm_type, *([space.path.stem] if args.space else []), args.scale])
     root, run_dir = run_location(args, name)
-    specs = {row["name"]: registry.model_spec(row, args.scale, args.model_dir, args.trust_remote_code)
-             for _, row in members.iterrows()}
-    if args.scale == "full" and not args.model_dir:
-        check_hub_reachable(specs)
+    specs = {n: candidates.model_spec(fact, args.scale, args.model_dir, args.trust_remote_code)
+             for n, fact in facts.items()}
+    if args.scale == "full":
+        check_hub_reachable([spec.source for n, spec in specs.items()
+                             if facts[n].published and not Path(spec.source).is_dir()])
     # Each real model's layers and width, for the placement's activation estimate (a tiny twin's are negligible).
     shapes = {n: placement.model_shape(spec) for n, spec in specs.items()} if args.scale == "full" else {}
     # What the auto placement sizes: a tiny twin has well under a million parameters, whatever it stands for.
-    params_b = {row["name"]: 0.0 if args.scale == "tiny" else float(row["params_b"]) for _, row in members.iterrows()}
-    return Request(name, specs, params_b, shapes, space, data_spec, samples, root, run_dir)
+    params_b = {n: 0.0 if args.scale == "tiny" else fact.params_b for n, fact in facts.items()}
+    return Request(name, specs, facts, params_b, shapes, space, data_spec, samples, root, run_dir)
 
 
 def place(args: argparse.Namespace, request: Request) -> tuple[dict, int]:
@@ -222,6 +259,7 @@ def build_config(args: argparse.Namespace, request: Request, data: sources.Data,
     """The sweep's one configuration, from the request, the loaded data and the placement."""
     return SweepConfig(
         name=request.name, run_dir=request.run_dir.uri, family=args.family, models=request.models,
+        facts=request.facts,
         params_b=request.params_b, space=request.space, placements=placements, max_concurrent_trials=concurrency,
         rm_type=args.rm_type, bt_variant=args.bt_loss, reward_centering=args.reward_centering,
         regression_weights=args.regression_weights,

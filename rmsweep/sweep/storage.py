@@ -77,6 +77,13 @@ class Location:
     def read_text(self, name: str) -> str:
         return self.read_bytes(name).decode()
 
+    def names(self) -> list[str]:
+        """The files directly in this folder (none if it does not exist)."""
+        if not self.exists():
+            return []
+        infos = self.filesystem.get_file_info(pyarrow.fs.FileSelector(self.path))
+        return sorted(info.base_name for info in infos if info.type == pyarrow.fs.FileType.File)
+
     def size_bytes(self) -> int:
         if not self.exists():
             return 0

@@ -17,7 +17,6 @@ from ray import tune
 from ray.tune.logger import TBXLoggerCallback
 
 from rmsweep.config import SweepConfig
-from rmsweep.data import registry
 from rmsweep.sweep import interrupt, storage, transfer
 from rmsweep.sweep.ledger import CONTINUED
 from rmsweep.sweep.progress import LedgerCallback
@@ -48,7 +47,7 @@ def searcher(sweep: SweepConfig, finished: list[dict] = (), interrupted: list[di
     elif sweep.transfer:
         allocation = transfer.InOrderAllocation(sweep.params_b, sweep.samples_per_model)
         lr_prior = transfer.LearningRatePrior(sweep.params_b, (min(space.lr), max(space.lr)),
-                                              registry.families_of(list(sweep.models)))
+                                              sweep.families())
     ordered = sweep.sampler in ORDERED_SAMPLERS and not space.lr_is_range
     return PerModelSearcher(list(sweep.models), space.distributions(ordered), sweep.samples_per_model, sweep.seed,
                             sweep.sampler, finished, interrupted, allocation, lr_grid=space.lr if ordered else None,

@@ -71,8 +71,11 @@ def check_same_across_ranks(values_by_rank: list) -> None:
 def tokenized_splits(config: TrainConfig, tokenizer, records: dict):
     """(train, validation) token ids, read from the sweep's token cache when a trial wrote them before."""
     cache = storage.Location(config.token_cache) if config.token_cache else None
-    # The tokenizer comes from the source alone (every tiny twin shares one): that is what the cache is keyed by.
-    key = {"tokenizer": config.model_spec.source, "max_length": config.training.max_length}
+    # The tokenizer comes from the source and its revision alone (every tiny twin shares one), its chat format from
+    # whether the base model has a template: that is what the cache is keyed by.
+    spec = config.model_spec
+    key = {"tokenizer": spec.source, "revision": spec.revision, "chat_template": spec.chat_template,
+           "max_length": config.training.max_length}
     tokenize_train = (tokenization.tokenize_ratings if config.rm_type == "regression"
                       else tokenization.tokenize_pairs)
     train = token_cache.load_or_tokenize(
