@@ -182,6 +182,8 @@ class SweepConfig:
                            "predicted by the models finished before it (sweep/transfer.py)", False)
     budget_steps: int | None = _help("budget-aware sweep: trial-steps to spend in all; None: off", None)
     priors: dict | None = _help("budget-aware sweep: base model -> predicted RewardBench score", None)
+    triage: dict | None = _help("--triage: the candidates' ranking (predicted scores, intervals, which feature "
+                                "values), the ones swept and pinned (sweep/triage.py record); None: no triage", None)
     benchmarks: tuple = _help("benchmarks the best checkpoints are scored on; the first is the headline",
                               ("rewardbench", "rewardbench2"))
     keep_checkpoints: str = _help("best, all or none: checkpoints left once trials finish", "best")

@@ -33,3 +33,18 @@ def sweep_config(tmp_path, **changes) -> SweepConfig:
         placements={name: placement.Placement(1, 1.0, 0.0, "ddp") for name in models}, max_concurrent_trials=2,
         train_examples=2048)
     return SweepConfig(**{**fields, **changes})
+
+
+@pytest.fixture
+def untrained_punkt(tmp_path, monkeypatch):
+    """IFEval's checker needs NLTK's punkt_tab, which NLTK downloads; offline, an untrained Punkt model (empty
+    parameter files: it splits sentences at punctuation, knowing no abbreviations) stands in, for this process
+    (nltk.data.path) and Ray's tasks (NLTK_DATA, which rmsweep.features forwards to them)."""
+    import nltk
+
+    folder = tmp_path / "nltk_data" / "tokenizers" / "punkt_tab" / "english"
+    folder.mkdir(parents=True)
+    for name in ("collocations.tab", "sent_starters.txt", "abbrev_types.txt", "ortho_context.tab"):
+        (folder / name).touch()
+    monkeypatch.setenv("NLTK_DATA", str(tmp_path / "nltk_data"))
+    monkeypatch.setattr(nltk.data, "path", [str(tmp_path / "nltk_data"), *nltk.data.path])

@@ -91,28 +91,49 @@ def test_select_cli_ranks_a_users_candidates_file(tmp_path):
 
 def test_select_cli_ranks_a_model_set_with_intervals_and_names_what_the_others_lack(tmp_path):
     """Registry models (by name or hub id) come with their published features; a model the registry does not
-    know is listed with the features it lacks, not ranked."""
+    know has its parameter count read from its config, and is listed with the features it lacks, not ranked;
+    once rmsweep.features has measured them (here: a stored record), it is ranked, and the output says its
+    values were measured."""
+    from transformers import AutoConfig
+
+    from rmsweep.features import benchmarks, cache
+    from rmsweep.features.measure import FeatureModel
+    from rmsweep.sweep import storage
+
+    AutoConfig.for_model("qwen3", num_hidden_layers=2, hidden_size=64).save_pretrained(tmp_path / "checkpoints/ours")
     (tmp_path / "set.yaml").write_text(
         "models:\n"
         "  - {name: small, source: Qwen/Qwen2.5-1.5B-Instruct}\n"
         "  - {name: gemma-2-9b-it, source: google/gemma-2-9b-it}\n"
         "  - {name: ours, source: ./checkpoints/ours}\n")
-    result = run_select("--paper", "--target", "bt", "--features", "ifeval", "params_b", "--candidates", "set.yaml",
-                        cwd=tmp_path)
+    args = ("--paper", "--target", "bt", "--features", "ifeval", "params_b", "--candidates", "set.yaml")
+    result = run_select(*args, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     fitted = json.loads((tmp_path / "selector.json").read_text())
     assert {row["name"] for row in fitted["ranking"]} == {"small", "gemma-2-9b-it"}
     assert all(row["low"] < row["predicted"] < row["high"] for row in fitted["ranking"])
-    assert fitted["unranked"] == [{"name": "ours", "missing": ["ifeval", "params_b"]}]
-    assert "cannot rank ours: no ifeval, params_b" in result.stdout and "80% from the out-of-fold" in result.stdout
+    assert fitted["unranked"] == [{"name": "ours", "missing": ["ifeval"]}]
+    assert "cannot rank ours: no ifeval" in result.stdout and "80% from the out-of-fold" in result.stdout
+    assert fitted["feature_values"] == {"values": "published (the registry's)"}
+
+    ours = FeatureModel("ours", str(tmp_path / "checkpoints" / "ours"))
+    bench = benchmarks.benchmark("ifeval")
+    cache.write(storage.Location(tmp_path / "rmsweep_runs"), "ours",
+                cache.key(ours, bench, None, "0.4.13", None, None), {"value": 70.0, "items": 541, "settings": ""})
+    result = run_select(*args, cwd=tmp_path)
+    fitted = json.loads((tmp_path / "selector.json").read_text())
+    assert {row["name"] for row in fitted["ranking"]} == {"small", "gemma-2-9b-it", "ours"}
+    assert fitted["feature_values"]["measured_for"] == ["ours"] and "measured" in result.stdout
 
 
 @pytest.mark.parametrize("args, message", [
     (["--paper", "--candidates", "absent.yaml"], "absent.yaml: no such file"),
+    (["--paper", "--candidates", "set.yaml"], "ours: ./nowhere is neither a folder nor a hub id"),
     (["--paper", "--features", "nope"], "unknown feature column 'nope'"),
     (["--results", "missing.csv"], "cannot read missing.csv"),
     (["--paper", "--folds", "1"], "--folds must be >= 2"),
 ])
 def test_select_cli_bad_input_exits_2(tmp_path, args, message):
+    (tmp_path / "set.yaml").write_text("models:\n  - {name: ours, source: ./nowhere}\n")
     result = run_select(*args, cwd=tmp_path)
     assert result.returncode == 2 and message in result.stderr and result.stderr.count("\n") == 1

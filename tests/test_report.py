@@ -32,7 +32,8 @@ def test_report_states_what_the_selector_found(tmp_path, selector, expected):
     report.write_report(storage.Location(tmp_path), sweep_config(tmp_path), TRIALS, BEST, selector)
     text = (tmp_path / "report.md").read_text()
     assert expected in text
-    assert "3 trials (2 completed, 1 stopped_early)" in text and "0.03 GPU-hours" in text  # 30 + 20 + 2 x 30 GPU-seconds
+    # 30 + 20 + 2 x 30 GPU-seconds
+    assert "3 trials (2 completed, 1 stopped_early)" in text and "0.03 GPU-hours" in text
     assert (tmp_path / "lr_sensitivity.png").stat().st_size > 0
     assert "### lr and epochs sensitivity per base model" in text
     assert "Bradley-Terry vs regression reward models of the same base model: needs results of both" in text

@@ -53,6 +53,28 @@ def render_selector(selector: dict) -> list[str]:
                     _markdown(pd.DataFrame(selector["ranking"]).head(10))]
 
 
+def render_triage(triage: dict | None, best: pd.DataFrame) -> list[str]:
+    """The candidates' ranking before training, and for the swept ones what they achieved."""
+    if not triage:
+        return []
+    achieved = (best.set_index("model")["rewardbench"] * 100) if "rewardbench" in best else pd.Series(dtype=float)
+    table = pd.DataFrame(triage["ranking"]).assign(
+        swept=lambda t: t["name"].isin(triage["swept"]), pinned=lambda t: t["name"].isin(triage["pinned"]),
+        achieved=lambda t: t["name"].map(achieved))
+    table = table.assign(within=table["achieved"].between(table["low"], table["high"]).where(table["swept"]))
+    values = triage["values"]
+    lines = ["## Triage: predicted before training, achieved after", "",
+             f"Each candidate's {triage['target']} (RewardBench, 0-100) as the selector predicted it from "
+             f"{', '.join(triage['features'])} ({values['values']}; `low`-`high`: {triage['interval']}); `achieved`: "
+             "this sweep's RewardBench score of its best checkpoint, x 100 (tiny twins are not the models "
+             "predicted: compare at --scale full).", ""]
+    if values.get("measured_for"):
+        lines += [f"Measured values used for {', '.join(values['measured_for'])}: {values['caution']}.", ""]
+    lines += [_markdown(table[["name", "predicted", "low", "high", "swept", "pinned", "achieved", "within"]]), ""]
+    lines += [f"- {row['name']}: not ranked, no {', '.join(row['missing'])}" for row in triage["unranked"]]
+    return lines + ([""] if triage["unranked"] else [])
+
+
 def plain_format_note(best: pd.DataFrame) -> list[str]:
     """Which models had no chat template, so trained and scored on the plain format."""
     plain = best.loc[best["chat_format"] == "plain", "model"].tolist() if "chat_format" in best else []
@@ -102,6 +124,7 @@ def write_report(run_dir: storage.Location, sweep: SweepConfig, trials: pd.DataF
         _markdown(best[best_columns(best)]),
         "",
         *plain_format_note(best),
+        *render_triage(sweep.triage, best),
         "## Budget and time per base model",
         "",
         _markdown(spending_per_model(trials)),

@@ -25,7 +25,7 @@ from rmsweep.cli.common import setup_logging
 from rmsweep.cli.run_args import parse_args
 from rmsweep.config import RESUME_FIELDS, SweepConfig
 from rmsweep.data import registry, sources
-from rmsweep.sweep import claim, interrupt, ledger, plan, storage
+from rmsweep.sweep import claim, interrupt, ledger, plan, storage, triage
 from rmsweep.sweep.plan import UsageError
 
 log = logging.getLogger("rmsweep.run")
@@ -205,8 +205,33 @@ def prepare(args) -> tuple[SweepConfig, sources.Data]:
     except sources.DataError as error:
         raise UsageError(str(error)) from None
     start_ray(args.verbose)
+    ranked = None
+    if args.triage:
+        request, ranked = apply_triage(args, request)
     placements, concurrency = plan.place(args, request)
-    return plan.build_config(args, request, data, placements, concurrency), data
+    return plan.build_config(args, request, data, placements, concurrency, ranked), data
+
+
+def apply_triage(args, request: plan.Request) -> tuple[plan.Request, dict]:
+    """The request narrowed to the top --triage K candidates and the pinned ones, and the triage's record; the
+    features they lack measured first (not in a --dry-run: those candidates are listed as unranked)."""
+    from rmsweep.features.benchmarks import FeatureError
+
+    try:
+        if not args.dry_run:
+            triage.measure_lacking(request.facts, args.rm_type, request.root, args.features_data_dir,
+                                   args.trust_remote_code)
+        ranking = triage.rank(request.facts, args.rm_type, request.root, seed=args.seed)
+        chosen = triage.choose(ranking, args.triage, args.pin, list(request.facts))
+    except (FeatureError, triage.TriageError) as error:
+        raise UsageError(str(error)) from None
+    ranked = triage.record(ranking, chosen, args.pin)
+    for row in ranked["ranking"]:
+        log.info("  triage: %-28s predicted %.1f (%.1f-%.1f)%s", row["name"], row["predicted"], row["low"],
+                 row["high"], "  swept" if row["name"] in chosen else "")
+    for row in ranked["unranked"]:
+        log.info("  triage: %s cannot be ranked: no %s", row["name"], ", ".join(row["missing"]))
+    return triage.narrowed(request, chosen), ranked
 
 
 def main(argv=None) -> int:

@@ -60,6 +60,19 @@ def parse_args(argv=None) -> argparse.Namespace:
         help="a YAML file naming the candidates (name, source = hub id or folder, revision, stage, family, notes), "
         "instead of --family or --models; e.g. examples/model-set.yaml"
     )
+    parser.add_argument(
+        "--triage", metavar="K", type=int,
+        help="rank the candidates first (the selector's prediction of each one's RewardBench score, from features "
+        "published or measured; missing ones are measured, docs/candidates.md) and sweep only the top K, plus "
+        "--pin's"
+    )
+    parser.add_argument("--pin", nargs="+", metavar="NAME", default=[],
+                        help="with --triage: sweep these candidates whatever their rank (your current baseline, say)")
+    parser.add_argument(
+        "--features-data-dir", metavar="DIR", type=Path,
+        help="with --triage: read benchmarks from DIR/<name>.jsonl (local copies in the hub schema) instead of the "
+        "hub, as python -m rmsweep.features --data-dir does"
+    )
     parser.add_argument("--list-families", action="store_true", help="print the families and their models, then exit")
     parser.add_argument(
         "--rm-type",

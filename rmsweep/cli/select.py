@@ -9,13 +9,15 @@ figure) of the selector and of every single feature, and the ranking; writes sel
 import argparse
 import json
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pandas as pd
 
-from rmsweep.analysis import scoring, selector
+from rmsweep.analysis import feature_values, scoring, selector
 from rmsweep.data import candidates, registry
-from rmsweep.sweep import atomic
+from rmsweep.features import cache
+from rmsweep.sweep import atomic, storage, triage
 
 
 class UsageError(Exception):
@@ -36,6 +38,12 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help="models to rank: a CSV with `name` and the feature columns, or a model-set file "
                              "(docs/candidates.md: registry models get their published features; others are "
                              "listed with what they lack) (default: registry models not in the training results)")
+    parser.add_argument("--storage", metavar="DIR|URI", default="rmsweep_runs",
+                        help="where python -m rmsweep.features cached its measurements (default: ./rmsweep_runs)")
+    parser.add_argument("--feature-values", choices=feature_values.CHOICES, default="auto",
+                        help="published (the registry's), measured (rmsweep.features', for every model), or auto: "
+                        "measured where every model has them, else published, a candidate without any taking its "
+                        "measured ones, named (default: auto)")
     parser.add_argument("--impute", action="store_true",
                         help="fill missing feature values with the feature's median instead of leaving models out")
     parser.add_argument("--folds", type=int, default=10, metavar="K", help="cross-validation folds (default: 10)")
@@ -77,22 +85,34 @@ def candidate_table(args, trained: pd.DataFrame) -> pd.DataFrame:
 
 
 def model_set_table(path: Path) -> pd.DataFrame:
-    """A model-set file's candidates with the registry's published features where the registry knows the model
-    (by name or hub id), none otherwise (the selector lists what each lacks)."""
+    """A model-set file's candidates: a registry model (by name or hub id) with its published features, any other
+    with its parameter count read from its config (a folder, or a hub id in the local cache) and no features
+    (measured ones come from --storage; the selector lists what each still lacks)."""
+    facts = {}
     try:
-        entries = candidates.load_set(path)
+        for entry in candidates.load_set(path):
+            row = registry.find(entry.source) if entry.revision is None else None
+            row = registry.find(entry.name) if row is None and entry.revision is None else row
+            fact = candidates.from_registry(row) if row is not None else candidates.read(entry)
+            facts[entry.name] = replace(fact, entry=replace(fact.entry, name=entry.name))
     except candidates.CandidateError as error:
         raise UsageError(str(error)) from None
-    known = set(registry.models()["name"]) | set(registry.models()["hf_id"])
-    rows = []
-    for entry in entries:
-        key = next((key for key in (entry.name, entry.source) if key in known), None)
-        rows.append({**(registry.model(key).to_dict() if key else {}), "name": entry.name})
-    return pd.DataFrame(rows, columns=list(dict.fromkeys(["name", *registry.models().columns])))
+    return triage.candidate_table(facts)
+
+
+def with_source(table: pd.DataFrame) -> pd.DataFrame:
+    """Candidates keyed for measured features by `source` (hub id or folder); a CSV without one by its hub id or
+    name."""
+    if "source" in table:
+        return table
+    return table.assign(source=table["hf_id"] if "hf_id" in table else table["name"])
 
 
 def print_summary(fitted: dict) -> None:
     print(f"selector for {fitted['target']}: {fitted['n_models']} models, features {', '.join(fitted['features'])}")
+    values = fitted["feature_values"]
+    print(f"  feature values: {values['values']}"
+          + (f" ({', '.join(values['measured_for'])}; {values['caution']})" if values.get("measured_for") else ""))
     lacking = fitted["models_lacking_features"]
     if lacking:
         action = "imputed" if fitted["imputed"] else "left out; --impute fills them, --features picks others"
@@ -137,8 +157,11 @@ def main(argv=None) -> int:
     except UsageError as error:
         print(f"rmsweep.select: error: {error}", file=sys.stderr)
         return 2
-    fitted = selector.fit_selector(table, sections["overall"], args.features, sections, to_rank, args.folds,
-                                   args.seed, args.impute)
+    measured = cache.measured_features(storage.Location(args.storage))
+    table, to_rank, values = feature_values.choose(table.assign(source=table["hf_id"]), with_source(to_rank),
+                                                   args.features, measured, args.feature_values)
+    fitted = {**selector.fit_selector(table, sections["overall"], args.features, sections, to_rank, args.folds,
+                                      args.seed, args.impute), "feature_values": values}
     atomic.write_text(args.out, json.dumps(fitted, indent=2))  # before printing: a closed pipe loses nothing
     print_summary(fitted)
     print(f"\nwrote {args.out}")

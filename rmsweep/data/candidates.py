@@ -7,6 +7,7 @@ on (transformers' own sequence-classification class where it has one, else a lin
 hidden state). From its tokenizer files: whether it has a chat template.
 """
 import json
+import os
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -80,9 +81,9 @@ def is_hub_id(text: str) -> bool:
 def entry_from_argument(text: str) -> Entry | None:
     """A --models argument that is not a registry name: a folder (named by its last part) or a hub id
     `org/name[@revision]` (named by `name`); None for a plain name (the registry's to judge)."""
-    folder = Path(text).expanduser()
+    folder = Path(os.path.abspath(Path(text).expanduser()))
     if folder.is_dir():
-        return Entry(folder.resolve().name, str(folder.resolve()))
+        return Entry(folder.name, str(folder))
     source, _, revision = text.partition("@")
     if is_hub_id(source):
         return Entry(source.split("/")[1], source, revision=revision or None)
@@ -183,6 +184,6 @@ def load_set(path: Path) -> list[Entry]:
         seen.add(row["name"])
         source = str(row["source"])
         if not Path(source).is_absolute() and (path.parent / source).is_dir():
-            source = str(path.parent / source)  # folders relative to the file
+            source = os.path.abspath(path.parent / source)  # folders relative to the file
         entries.append(Entry(**{**{key: str(value) for key, value in row.items()}, "source": source}))
     return entries

@@ -58,6 +58,12 @@ def check_flags(args: argparse.Namespace) -> None:
                         ("--budget", args.budget)):
         if value is not None and value <= 0:
             raise UsageError(f"{flag} must be positive, got {value}")
+    if args.pin and not args.triage:
+        raise UsageError("--pin keeps candidates through --triage: pass --triage K too")
+    if args.triage is not None and args.triage <= 0:
+        raise UsageError(f"--triage must be positive, got {args.triage}")
+    if args.features_data_dir and not args.features_data_dir.is_dir():
+        raise UsageError(f"--features-data-dir {args.features_data_dir} is not a folder")
     if args.budget and args.transfer:
         raise UsageError("--budget and --transfer each choose which model gets the next trial: use one")
     if args.budget and args.num_samples is not None:
@@ -245,9 +251,11 @@ def concurrent_trials(args: argparse.Namespace, request: Request, capacity: int)
     return max(1, capacity // (len(others) + 1))
 
 
-def budget_priors(names: list[str], rm_type: str) -> dict:
-    """Each model's RewardBench score as the selector predicts it from the paper's published results: the order
-    in which a budget-aware sweep favours them."""
+def budget_priors(names: list[str], rm_type: str, triage: dict | None = None) -> dict:
+    """Each model's RewardBench score as the selector predicts it: the order in which a budget-aware sweep favours
+    them. The triage's predictions where it ranked the models; else from the paper's published results."""
+    if triage:
+        return {row["name"]: row["predicted"] for row in triage["ranking"] if row["name"] in names}
     from rmsweep.analysis import selector
 
     return selector.predicted_quality(registry.models(), registry.nearest_published_columns(rm_type)["overall"],
@@ -255,8 +263,8 @@ def budget_priors(names: list[str], rm_type: str) -> dict:
 
 
 def build_config(args: argparse.Namespace, request: Request, data: sources.Data, placements: dict,
-                 concurrency: int) -> SweepConfig:
-    """The sweep's one configuration, from the request, the loaded data and the placement."""
+                 concurrency: int, triage: dict | None = None) -> SweepConfig:
+    """The sweep's one configuration, from the request, the loaded data, the placement and the triage's record."""
     return SweepConfig(
         name=request.name, run_dir=request.run_dir.uri, family=args.family, models=request.models,
         facts=request.facts,
@@ -268,7 +276,7 @@ def build_config(args: argparse.Namespace, request: Request, data: sources.Data,
                                                                scoring.PUBLISHED_WEIGHTS["nemotron-4-340b"])),
         scale=args.scale, seed=args.seed, data_seed=data_seed(args), sampler=args.sampler,
         samples_per_model=request.samples_per_model, budget_steps=args.budget, transfer=args.transfer,
-        priors=budget_priors(list(request.models), args.rm_type) if args.budget else None,
+        priors=budget_priors(list(request.models), args.rm_type, triage) if args.budget else None, triage=triage,
         benchmarks=(("rewardbench", "rewardbench2") if request.data_spec == "builtin"
                     else tuple(entry["source"] for entry in request.data_spec["eval"])),
         keep_checkpoints=args.keep_checkpoints, max_failures=args.max_failures,
