@@ -169,3 +169,11 @@ def test_a_candidates_tiny_twin_loads_from_its_folders_config(folders):
     config = model.model.config
     assert config.model_type == "gemma3_text" and config.num_hidden_layers == 2 and config.num_labels == 5
     assert tokenizer.chat_template != tiny_tokenizer().chat_template  # no template in the candidate: plain format
+
+
+def test_the_shipped_example_model_set_reads():
+    entries = candidates.load_set(Path(__file__).parents[1] / "docs" / "examples" / "model-set.yaml")
+    assert [entry.name for entry in entries] == ["ours-sft", "qwen3-4b", "gemma-3-4b-it", "olmo-2-1b-sft",
+                                                 "gemma-2-2b-it"]
+    assert candidates.registry_row(entries[-1])["name"] == "gemma-2-2b-it"
+    assert all(candidates.registry_row(entry) is None for entry in entries[:-1])

@@ -133,7 +133,7 @@ def fit_selector(table: pd.DataFrame, target: str, features=DEFAULT_FEATURES, se
         low, high = np.quantile(actual - out_of_fold, [INTERVAL[0], INTERVAL[1]])
         ranking = (rankable.assign(predicted=predicted, low=np.asarray(predicted) + low,
                                    high=np.asarray(predicted) + high)
-                   .sort_values("predicted", ascending=False)[["name", "predicted", "low", "high"]]
+                   .sort_values("predicted", ascending=False, kind="stable")[["name", "predicted", "low", "high"]]
                    .to_dict(orient="records"))
         unranked = [{"name": row["name"], "missing": [f for f in features if pd.isna(row[f])]}
                     for _, row in candidates[lacking].iterrows()]

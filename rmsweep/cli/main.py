@@ -1,4 +1,5 @@
-"""The `rmsweep` console script: `rmsweep run|evaluate|select|status ...`, the same as `python -m rmsweep.<command>`."""
+"""The `rmsweep` console script: `rmsweep run|evaluate|select|status|features ...`, the same as
+`python -m rmsweep.<command>`."""
 import importlib
 import sys
 
@@ -7,6 +8,7 @@ COMMANDS = {
     "evaluate": "score a checkpoint on RewardBench / RewardBench 2, or rescore saved scores",
     "select": "fit the base-model selector and rank models nobody has trained yet",
     "status": "summarise a running or finished sweep from its run directory",
+    "features": "measure the selector's cheap features (IFEval, ToxiGen, HumanEval+, MBPP+) of any models",
 }
 
 

@@ -25,7 +25,7 @@ from rmsweep.cli.common import setup_logging
 from rmsweep.cli.run_args import parse_args
 from rmsweep.config import RESUME_FIELDS, SweepConfig
 from rmsweep.data import registry, sources
-from rmsweep.sweep import claim, interrupt, ledger, plan, storage, triage
+from rmsweep.sweep import claim, interrupt, ledger, plan, storage
 from rmsweep.sweep.plan import UsageError
 
 log = logging.getLogger("rmsweep.run")
@@ -216,6 +216,7 @@ def apply_triage(args, request: plan.Request) -> tuple[plan.Request, dict]:
     """The request narrowed to the top --triage K candidates and the pinned ones, and the triage's record; the
     features they lack measured first (not in a --dry-run: those candidates are listed as unranked)."""
     from rmsweep.features.benchmarks import FeatureError
+    from rmsweep.sweep import triage  # the selector's imports (scikit-learn, SciPy): only when ranking
 
     try:
         if not args.dry_run:

@@ -2,6 +2,7 @@
 
   python -m rmsweep.select --paper [--target regression|bt]           the paper's published results
   python -m rmsweep.select --results RUN_DIR/best_per_model.csv       a sweep's results
+  python -m rmsweep.select --paper --target bt --candidates models.yaml   rank your own candidates
 
 Prints the fitted model, coverage@k (in-sample as the paper reports it, and out-of-fold: the honest
 figure) of the selector and of every single feature, and the ranking; writes selector.json.
@@ -36,8 +37,10 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help="registry (or candidates-file) columns to use (default: %(default)s)")
     parser.add_argument("--candidates", type=Path, metavar="CSV|YAML",
                         help="models to rank: a CSV with `name` and the feature columns, or a model-set file "
-                             "(docs/candidates.md: registry models get their published features; others are "
-                             "listed with what they lack) (default: registry models not in the training results)")
+                             "(docs/candidates.md: registry models get their published features, others their "
+                             "parameter count from their config (a folder or the local hub cache) and the features "
+                             "python -m rmsweep.features measured; those still lacking one are listed) (default: "
+                             "registry models not in the training results)")
     parser.add_argument("--storage", metavar="DIR|URI", default="rmsweep_runs",
                         help="where python -m rmsweep.features cached its measurements (default: ./rmsweep_runs)")
     parser.add_argument("--feature-values", choices=feature_values.CHOICES, default="auto",
@@ -91,8 +94,7 @@ def model_set_table(path: Path) -> pd.DataFrame:
     facts = {}
     try:
         for entry in candidates.load_set(path):
-            row = registry.find(entry.source) if entry.revision is None else None
-            row = registry.find(entry.name) if row is None and entry.revision is None else row
+            row = candidates.registry_row(entry)
             fact = candidates.from_registry(row) if row is not None else candidates.read(entry)
             facts[entry.name] = replace(fact, entry=replace(fact.entry, name=entry.name))
     except candidates.CandidateError as error:

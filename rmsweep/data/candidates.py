@@ -59,6 +59,13 @@ def from_registry(row) -> Candidate:
                      has_chat_template=True, published=True)
 
 
+def registry_row(entry: Entry):
+    """The registry's row when an entry's source is a registry model (its name or hub id, no revision); else None."""
+    from rmsweep.data import registry
+
+    return registry.find(entry.source) if entry.revision is None else None
+
+
 def model_spec(candidate: Candidate, scale: str, model_dir: Path | None = None,
                trust_remote_code: bool = False) -> ModelSpec:
     """Where a base model's weights come from: its tiny twin (a registry architecture's, or the candidate's own

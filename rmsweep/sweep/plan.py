@@ -84,7 +84,7 @@ def check_flags(args: argparse.Namespace) -> None:
 def requested_entries(args: argparse.Namespace) -> list:
     """What the user named: registry rows (pandas Series) and other candidates (candidates.Entry), in order."""
     if args.model_set:
-        return [row if (row := registry.find(entry.source)) is not None and entry.revision is None else entry
+        return [row if (row := candidates.registry_row(entry)) is not None else entry
                 for entry in candidates.load_set(args.model_set)]
     members = registry.family(args.family) if args.family else registry.models()
     if not args.models:
