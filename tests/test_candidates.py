@@ -177,3 +177,12 @@ def test_the_shipped_example_model_set_reads():
                                                  "gemma-2-2b-it"]
     assert candidates.registry_row(entries[-1])["name"] == "gemma-2-2b-it"
     assert all(candidates.registry_row(entry) is None for entry in entries[:-1])
+
+
+def test_a_budget_sweep_after_triage_takes_the_triages_predictions_as_priors():
+    from rmsweep.sweep import plan
+
+    triage = {"ranking": [{"name": "a", "predicted": 61.0}, {"name": "b", "predicted": 58.0},
+                          {"name": "c", "predicted": 50.0}]}
+    # "pinned" could not be ranked (a feature missing): it gets the median prediction, not a place at either end.
+    assert plan.budget_priors(["a", "c", "pinned"], "bt", triage) == {"a": 61.0, "c": 50.0, "pinned": 58.0}

@@ -104,23 +104,6 @@ def test_regression_sweep_with_two_data_parallel_workers(local_ray, tmp_path):
     assert best.loc[0, "weighted_val_accuracy"] >= best.loc[0, "val_accuracy"]
 
 
-def test_bnrm_sweep_on_the_paper_grid(local_ray, tmp_path):
-    status = run.main(["--family", "gemma2", "--models", "gemma-2-2b-it", "--scale", "tiny", "--rm-type", "bnrm",
-                       "--space", "paper-bt", "--sampler", "grid", "--num-samples", "2", "--bt-loss", "scaled",
-                       "--keep-checkpoints", "none", "--storage", str(tmp_path)])
-    assert status == 0
-    trials, best = _outputs(tmp_path / "gemma2-bnrm-paper-bt-tiny")
-    assert not (tmp_path / "gemma2-bnrm-paper-bt-tiny" / "checkpoints").exists()  # scored, then deleted
-    assert trials["checkpoint"].isna().all() and best["checkpoint"].isna().all()
-    grid = {5e-4, 6e-4, 7e-4, 8e-4, 9e-4, 1e-3, 2e-3, 3e-3, 4e-3, 5e-3}
-    assert len(trials) == 2 and set(trials["lr"]) <= grid and trials["lr"].is_unique
-    assert set(trials["epochs"]) == {1}
-    assert best.loc[0, "val_accuracy"] >= 0.9 and best.loc[0, "rewardbench"] >= 0.84  # it reaches 0.952, 0.891
-    sweep = json.loads((tmp_path / "gemma2-bnrm-paper-bt-tiny" / "sweep.json").read_text())
-    assert sweep["bt_variant"] == "scaled" and sweep["sampler"] == "grid" and sweep["space"]["file"].endswith(
-        "paper-bt.yaml")
-
-
 def test_a_diverging_trial_is_recorded_and_a_killed_worker_resumes_its_trial(local_ray, tmp_path):
     """Two trials at once: lr 1e6 turns the loss NaN after one step (the trial is recorded `diverged`, the sweep
     goes on); the other's training worker is SIGKILLed once it has evaluated twice: Ray Train restarts the worker

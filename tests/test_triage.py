@@ -2,7 +2,8 @@
 of the benchmarks (two architectures; a second run served from the cache), then `--triage 2 --pin` over a model set
 of four (a registry model and three local checkpoints of architectures it lacks, two without a chat template):
 the features they lack measured, the top two plus the pinned one swept as tiny twins, predicted vs achieved in
-report.md."""
+report.md. The sweep is of BNRM reward models (scaled BT loss) on the paper's grid, checkpoints deleted once
+scored: what a BNRM sweep needs shown on the same trials."""
 import json
 
 import pandas as pd
@@ -60,10 +61,11 @@ def test_features_then_triage_of_a_model_set(local_ray, tmp_path, untrained_punk
         f"models:\n  - {{name: {registry_model}, source: meta-llama/Llama-3.1-8B-Instruct}}\n"
         + "".join(f"  - {{name: {name}, source: {name}, stage: sft}}\n" for name in folders))
     status = run.main(["--model-set", str(tmp_path / "set.yaml"), "--triage", "2", "--pin", pinned,
-                       "--features-data-dir", str(FIXTURES), "--scale", "tiny", "--num-samples", "1",
-                       "--storage", runs.uri])
+                       "--features-data-dir", str(FIXTURES), "--scale", "tiny", "--rm-type", "bnrm", "--bt-loss",
+                       "scaled", "--space", "paper-bt", "--sampler", "grid", "--num-samples", "1",
+                       "--keep-checkpoints", "none", "--storage", runs.uri])
     assert status == 0
-    run_dir = tmp_path / "runs" / "set-bt-tiny"
+    run_dir = tmp_path / "runs" / "set-bnrm-paper-bt-tiny"
     sweep = json.loads((run_dir / "sweep.json").read_text())
     ranked = [row["name"] for row in sweep["triage"]["ranking"]]
     assert sorted(ranked) == sorted([registry_model, *folders])  # gemma3-small measured by the triage itself
@@ -73,7 +75,15 @@ def test_features_then_triage_of_a_model_set(local_ray, tmp_path, untrained_punk
     assert ranked[0] == registry_model and len(swept & set(folders)) == 2
     assert sweep["triage"]["values"]["measured_for"] == sorted(folders)  # and it says so
     best = pd.read_csv(run_dir / "best_per_model.csv").set_index("model")
-    assert set(best.index) == swept
+    trials = pd.read_csv(run_dir / "trials.csv")
+    assert set(best.index) == swept and len(trials) == 3
+    # BNRM on the paper's grid (a point of it for each model), every model learning; the checkpoints scored, then
+    # deleted.
+    grid = {5e-4, 6e-4, 7e-4, 8e-4, 9e-4, 1e-3, 2e-3, 3e-3, 4e-3, 5e-3}
+    assert set(trials["lr"]) <= grid and set(trials["epochs"]) == {1}
+    assert (best["val_accuracy"] >= 0.8).all() and (best["rewardbench"] >= 0.7).all()
+    assert not (run_dir / "checkpoints").exists() and trials["checkpoint"].isna().all()
+    assert sweep["bt_variant"] == "scaled" and sweep["rm_type"] == "bnrm" and sweep["sampler"] == "grid"
     for name in swept & set(folders):  # facts read from the config: the instantiated model's parameters
         assert best.loc[name, "params_b"] == pytest.approx(_instantiated_params_b(folders[name]), rel=1e-9)
         assert best.loc[name, "chat_format"] == ("template" if name == "qwen3-small" else "plain")

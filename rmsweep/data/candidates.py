@@ -17,6 +17,9 @@ import yaml
 from rmsweep.config import ModelSpec
 
 SET_KEYS = {"name", "source", "revision", "stage", "family", "notes"}
+# How a reward head goes on (model/auto_head.py builds the second).
+SEQUENCE_CLASSIFICATION = "sequence-classification"
+LINEAR_HEAD = "causal-lm + linear head"
 
 
 class CandidateError(ValueError):
@@ -41,7 +44,7 @@ class Candidate:
     architecture: str  # the registry's key for a registry model, else the config's model_type
     params_b: float
     size_group: str
-    head: str  # model.auto_head.SEQUENCE_CLASSIFICATION or LINEAR_HEAD
+    head: str  # SEQUENCE_CLASSIFICATION or LINEAR_HEAD
     has_chat_template: bool
     published: bool = False  # a registry model: its facts and benchmark features are the registry's
 
@@ -52,8 +55,6 @@ class Candidate:
 
 def from_registry(row) -> Candidate:
     """A registry model (a row of registry.models()) with its published facts."""
-    from rmsweep.model.auto_head import SEQUENCE_CLASSIFICATION
-
     entry = Entry(row["name"], row["hf_id"], stage=row["stage"], family=row["family_key"])
     return Candidate(entry, row["architecture"], float(row["params_b"]), row["size_group"], SEQUENCE_CLASSIFICATION,
                      has_chat_template=True, published=True)

@@ -11,8 +11,7 @@ from transformers.models.auto.modeling_auto import (
     MODEL_MAPPING_NAMES,
 )
 
-SEQUENCE_CLASSIFICATION = "sequence-classification"
-LINEAR_HEAD = "causal-lm + linear head"
+from rmsweep.data.candidates import LINEAR_HEAD, SEQUENCE_CLASSIFICATION
 
 
 class UnsupportedArchitecture(ValueError):

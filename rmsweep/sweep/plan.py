@@ -6,6 +6,7 @@ line and exit status 2.
 import argparse
 import importlib.util
 import logging
+import statistics
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -253,9 +254,12 @@ def concurrent_trials(args: argparse.Namespace, request: Request, capacity: int)
 
 def budget_priors(names: list[str], rm_type: str, triage: dict | None = None) -> dict:
     """Each model's RewardBench score as the selector predicts it: the order in which a budget-aware sweep favours
-    them. The triage's predictions where it ranked the models; else from the paper's published results."""
+    them. The triage's predictions where it ranked the models (the median for a pinned one it could not rank);
+    else from the paper's published results."""
     if triage:
-        return {row["name"]: row["predicted"] for row in triage["ranking"] if row["name"] in names}
+        predicted = {row["name"]: row["predicted"] for row in triage["ranking"]}
+        median = statistics.median(predicted.values())
+        return {name: predicted.get(name, median) for name in names}
     from rmsweep.analysis import selector
 
     return selector.predicted_quality(registry.models(), registry.nearest_published_columns(rm_type)["overall"],
