@@ -170,6 +170,9 @@ def test_a_space_given_as_a_path_and_a_dry_run_that_writes_nothing(tmp_path):
     (["--model-set", "broken.yaml"], "broken.yaml: not valid YAML"),
     (["--model-set", "set.yaml", "--family", "gemma2"], "--model-set names the models itself"),
     ([], "name the base models: --family KEY, --models"),
+    (["--model-set", "set.yaml", "--pin", "mine"], "--pin keeps candidates through --triage"),
+    (["--model-set", "set.yaml", "--triage", "0"], "--triage must be positive"),
+    (["--model-set", "set.yaml", "--triage", "1", "--features-data-dir", "nowhere"], "--features-data-dir nowhere"),
 ])
 def test_bad_candidates_exit_2_with_one_line_naming_them_and_write_nothing(tmp_path, monkeypatch, capsys, args,
                                                                          message):
@@ -189,3 +192,20 @@ def test_bad_candidates_exit_2_with_one_line_naming_them_and_write_nothing(tmp_p
     error = capsys.readouterr().err
     assert error.count("\n") == 1 and message in error
     assert not (tmp_path / "runs").exists()
+
+
+def test_a_triage_dry_run_ranks_the_candidates_and_plans_the_top_ones_plus_the_pinned(tmp_path):
+    """Registry models only (their features are published): nothing to measure; the plan names the top one and the
+    pinned one; a pin that is not a candidate exits 2."""
+    (tmp_path / "set.yaml").write_text("models:\n" + "".join(
+        f"  - {{name: {name}, source: {name}}}\n"
+        for name in ("Qwen2.5-0.5B-Instruct", "Llama-3.1-8B-Instruct", "gemma-2-2b-it")))
+    args = ["--model-set", "set.yaml", "--scale", "tiny", "--triage", "1", "--dry-run", "--storage", "runs"]
+    result = run_cli(*args, "--pin", "Qwen2.5-0.5B-Instruct", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    triage_lines = [line for line in result.stdout.splitlines() if "triage:" in line]
+    assert len(triage_lines) == 3 and "Llama-3.1-8B-Instruct" in triage_lines[0] and "swept" in triage_lines[0]
+    assert "plan: 2 base model(s)" in result.stdout and "dry run" in result.stdout
+    assert not (tmp_path / "runs").exists()
+    wrong = run_cli(*args, "--pin", "nobody", cwd=tmp_path)
+    assert wrong.returncode == 2 and wrong.stderr.count("\n") == 1 and "--pin 'nobody' is not one of" in wrong.stderr
