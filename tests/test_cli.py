@@ -196,16 +196,23 @@ def test_bad_candidates_exit_2_with_one_line_naming_them_and_write_nothing(tmp_p
 
 def test_a_triage_dry_run_ranks_the_candidates_and_plans_the_top_ones_plus_the_pinned(tmp_path):
     """Registry models only (their features are published): nothing to measure; the plan names the top one and the
-    pinned one; a pin that is not a candidate exits 2."""
+    pinned one."""
     (tmp_path / "set.yaml").write_text("models:\n" + "".join(
         f"  - {{name: {name}, source: {name}}}\n"
         for name in ("Qwen2.5-0.5B-Instruct", "Llama-3.1-8B-Instruct", "gemma-2-2b-it")))
-    args = ["--model-set", "set.yaml", "--scale", "tiny", "--triage", "1", "--dry-run", "--storage", "runs"]
-    result = run_cli(*args, "--pin", "Qwen2.5-0.5B-Instruct", cwd=tmp_path)
+    result = run_cli("--model-set", "set.yaml", "--scale", "tiny", "--triage", "1", "--pin", "Qwen2.5-0.5B-Instruct",
+                     "--dry-run", "--storage", "runs", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     triage_lines = [line for line in result.stdout.splitlines() if "triage:" in line]
     assert len(triage_lines) == 3 and "Llama-3.1-8B-Instruct" in triage_lines[0] and "swept" in triage_lines[0]
     assert "plan: 2 base model(s)" in result.stdout and "dry run" in result.stdout
     assert not (tmp_path / "runs").exists()
-    wrong = run_cli(*args, "--pin", "nobody", cwd=tmp_path)
-    assert wrong.returncode == 2 and wrong.stderr.count("\n") == 1 and "--pin 'nobody' is not one of" in wrong.stderr
+
+
+def test_a_pin_that_is_not_a_candidate_is_named():
+    from rmsweep.sweep import triage
+
+    ranking = triage.Ranking({"status": "fitted", "ranking": [{"name": "a"}, {"name": "b"}]}, {})
+    assert triage.choose(ranking, 1, ["b"], ["a", "b"]) == ["a", "b"]
+    with pytest.raises(triage.TriageError, match="--pin 'nobody' is not one of the candidates"):
+        triage.choose(ranking, 1, ["nobody"], ["a", "b"])
