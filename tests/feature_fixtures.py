@@ -37,8 +37,10 @@ def gguf_checkpoint(folder: Path) -> Path:
 
     gguf = assemble(folder.parent / "gguf" / "gemma-3-270m-q4_k_m.gguf")
     loaded = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name)
-    model = AutoModelForCausalLM.from_config(loaded.config)
-    model.load_state_dict(loaded.state_dict())
+    with torch.device("meta"):  # no random initialisation: every weight is assigned from the loaded model
+        model = AutoModelForCausalLM.from_config(loaded.config)
+    model.load_state_dict(loaded.state_dict(), assign=True)
+    model.tie_weights()
     model.config.quantization_config = None
     model.save_pretrained(folder)
     AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name).save_pretrained(folder)
