@@ -56,12 +56,6 @@ def find(key: str) -> pd.Series | None:
     return None if match.empty else match.iloc[0]
 
 
-def families_of(names: list[str]) -> dict[str, str]:
-    """Model name -> family key, for the names the registry knows."""
-    table = models().set_index("name")["family_key"]
-    return {name: table[name] for name in names if name in table.index}
-
-
 def size_group(group: str) -> pd.DataFrame:
     if group not in SIZE_GROUPS:
         raise _unknown("size group", group, SIZE_GROUPS)
