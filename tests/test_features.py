@@ -38,3 +38,30 @@ def test_bad_input_exits_2_with_one_line_and_writes_nothing(tmp_path, monkeypatc
     error = capsys.readouterr().err
     assert error.count("\n") == 1 and message in error
     assert not (tmp_path / "runs").exists()
+
+
+def test_a_code_benchmark_scores_lm_evals_samples_in_the_sandbox(monkeypatch):
+    """The plumbing from lm-eval's logged samples to pass@1: a model answering every problem with the reference
+    solution scores 100, one answering with prose 0 (lm-eval itself stood in for: no model runs here)."""
+    import lm_eval
+
+    from rmsweep.features import measure
+
+    bench = benchmarks.benchmark("humaneval_plus")
+    docs = [json.loads(line) for line in (FIXTURES / "humaneval_plus.jsonl").open()]
+
+    def scored(answer) -> float:
+        samples = [{"doc": doc, "resps": [[answer(doc) + "\n```\nDone."]]} for doc in docs]
+        monkeypatch.setattr(lm_eval, "simple_evaluate", lambda **_: {"samples": {"rmsweep_humaneval_plus": samples}})
+        monkeypatch.setattr(measure, "_language_model", lambda *_: None)
+        return measure.measure(measure.FeatureModel("m", "m"), bench, None, None, None, "cpu")["value"]
+
+    assert scored(lambda doc: doc["prompt"] + doc["canonical_solution"]) == 100
+    assert scored(lambda doc: "I would rather not.") == 0
+
+
+def test_ifeval_is_the_mean_of_prompt_and_instruction_strict_accuracy_as_the_leaderboard_reports_it():
+    results = {"alias": "rmsweep_ifeval", "prompt_level_strict_acc,none": 0.5, "inst_level_strict_acc,none": 0.7,
+               "prompt_level_loose_acc,none": 0.9, "inst_level_loose_acc,none": 0.95}
+    assert benchmarks.value(benchmarks.benchmark("ifeval"), results) == pytest.approx(60.0)
+    assert benchmarks.value(benchmarks.benchmark("toxigen"), {"acc,none": 0.25, "acc_stderr,none": 0.1}) == 25.0
