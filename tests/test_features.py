@@ -26,7 +26,7 @@ def test_a_code_sample_passes_with_a_right_solution_and_fails_with_a_wrong_one(n
     (["--models", "m", "--data-dir", "empty"], "no ifeval.jsonl (or .json, .parquet, .csv) there"),
     (["--models", "m", "--limit", "0"], "--limit must be positive"),
     (["--models", "./nowhere"], "./nowhere: no such folder"),
-    (["--models", "m", "m"], "two models are named 'm'"),
+    (["--models", "m", "m"], "two base models are named 'm'"),
     (["--family", "gemma2", "--model-set", "set.yaml"], "--model-set names the models itself"),
     ([], "name the models"),
 ])

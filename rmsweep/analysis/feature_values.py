@@ -16,7 +16,7 @@ from rmsweep.features.benchmarks import BENCHMARKS
 CHOICES = ("auto", "published", "measured")
 
 
-def _measured(table: pd.DataFrame, measured: pd.DataFrame, features: list[str]) -> pd.DataFrame:
+def with_measured(table: pd.DataFrame, measured: pd.DataFrame, features: list[str]) -> pd.DataFrame:
     """The table's benchmark features replaced by the measured values of each row's `source` (NaN: none)."""
     values = measured.reindex(index=table["source"], columns=features)
     return table.assign(**{feature: values[feature].to_numpy() for feature in features})
@@ -29,8 +29,8 @@ def choose(training: pd.DataFrame, candidates: pd.DataFrame, features: list[str]
     benchmark_features = [feature for feature in features if feature in BENCHMARKS]
     if not benchmark_features:
         return training, candidates, {"values": "none measured or published: parameter count only"}
-    measured_training = _measured(training, measured, benchmark_features)
-    measured_candidates = _measured(candidates, measured, benchmark_features)
+    measured_training = with_measured(training, measured, benchmark_features)
+    measured_candidates = with_measured(candidates, measured, benchmark_features)
     complete = not (measured_training[benchmark_features].isna().any().any()
                     or measured_candidates[benchmark_features].isna().any().any())
     if choice == "measured" or (choice == "auto" and complete):

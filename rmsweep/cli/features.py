@@ -58,20 +58,9 @@ def feature_models(args: argparse.Namespace) -> list[FeatureModel]:
         items = [row for _, row in registry.models().iterrows()]
     else:
         items = plan.requested_entries(args)
-    models = []
-    for item in items:
-        if isinstance(item, candidates.Entry):
-            fact = candidates.read(item, local_only=False, trust_remote_code=args.trust_remote_code)
-            models.append(FeatureModel(fact.name, item.source, item.revision, fact.has_chat_template,
-                                       args.trust_remote_code))
-        else:
-            source = str(args.model_dir / item["name"]) if args.model_dir else item["hf_id"]
-            models.append(FeatureModel(item["name"], source, trust_remote_code=args.trust_remote_code))
-    names = [model.name for model in models]
-    duplicate = next((name for name in names if names.count(name) > 1), None)
-    if duplicate:
-        raise UsageError(f"two models are named {duplicate!r}; give one another name in a --model-set file")
-    return models
+    facts = plan.read_candidates(items, local_only=False, trust_remote_code=args.trust_remote_code)
+    return [FeatureModel.of(name, candidates.model_spec(fact, "full", args.model_dir, args.trust_remote_code))
+            for name, fact in facts.items()]
 
 
 def check(args: argparse.Namespace) -> None:

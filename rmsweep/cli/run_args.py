@@ -58,7 +58,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument(
         "--model-set", metavar="FILE", type=Path,
         help="a YAML file naming the candidates (name, source = hub id or folder, revision, stage, family, notes), "
-        "instead of --family or --models; e.g. examples/model-set.yaml"
+        "instead of --family or --models; e.g. docs/examples/model-set.yaml"
     )
     parser.add_argument(
         "--triage", metavar="K", type=int,

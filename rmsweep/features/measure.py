@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from importlib.metadata import version
 from pathlib import Path
 
+from rmsweep.config import ModelSpec
 from rmsweep.features import sandbox
 from rmsweep.features.benchmarks import Benchmark, FeatureError, code_program, task_config, value
 
@@ -21,6 +22,11 @@ class FeatureModel:
     revision: str | None = None
     chat_template: bool = True
     trust_remote_code: bool = False
+
+    @classmethod
+    def of(cls, name: str, spec: ModelSpec) -> "FeatureModel":
+        """The checkpoint a (full-scale) ModelSpec loads."""
+        return cls(name, spec.source, spec.revision, spec.chat_template, spec.trust_remote_code)
 
 
 def harness_version() -> str:

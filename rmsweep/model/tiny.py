@@ -72,8 +72,7 @@ def shrink(config, tokenizer: PreTrainedTokenizerFast, num_labels: int):
             fields[key] = value[:layers]
     if fields.get("sliding_window"):
         fields["sliding_window"] = min(fields["sliding_window"], COMMON["max_position_embeddings"] // 4)
-    for key in ("max_window_layers",):
-        if key in fields:
-            fields[key] = min(fields[key], layers)
+    if "max_window_layers" in fields:
+        fields["max_window_layers"] = min(fields["max_window_layers"], layers)
     model_type = fields.pop("model_type")
     return AutoConfig.for_model(model_type, **fields)

@@ -108,13 +108,19 @@ def requested_entries(args: argparse.Namespace) -> list:
 def chosen_models(args: argparse.Namespace) -> dict:
     """Name -> candidates.Candidate of each base model to sweep: a registry model's published facts, any other's
     read from its config (a folder; a hub id from the local cache at --scale tiny, else from the hub)."""
+    items = requested_entries(args)
+    if args.scale == "full":
+        check_hub_reachable([item.source for item in items
+                             if isinstance(item, candidates.Entry) and not Path(item.source).is_dir()])
+    return read_candidates(items, local_only=args.scale == "tiny", trust_remote_code=args.trust_remote_code)
+
+
+def read_candidates(items: list, local_only: bool, trust_remote_code: bool) -> dict:
+    """Name -> candidates.Candidate of registry rows and entries (`requested_entries`); two of one name refused."""
     chosen = {}
-    for item in requested_entries(args):
+    for item in items:
         if isinstance(item, candidates.Entry):
-            if args.scale == "full" and not Path(item.source).is_dir():
-                check_hub_reachable([item.source])
-            candidate = candidates.read(item, local_only=args.scale == "tiny",
-                                        trust_remote_code=args.trust_remote_code)
+            candidate = candidates.read(item, local_only=local_only, trust_remote_code=trust_remote_code)
         else:
             candidate = candidates.from_registry(item)
         if candidate.name in chosen:

@@ -9,7 +9,7 @@ from pathlib import Path
 import pandas as pd
 
 from rmsweep.analysis import feature_values, selector
-from rmsweep.data import registry
+from rmsweep.data import candidates, registry
 from rmsweep.features import benchmarks, cache
 from rmsweep.sweep import storage
 
@@ -62,13 +62,11 @@ def rank(facts: dict, rm_type: str, root: storage.Location, choice: str = "auto"
 
 def lacking_measurements(facts: dict, rm_type: str, root: storage.Location) -> list[tuple[str, str]]:
     """(candidate, benchmark) pairs the selector needs that are neither published nor measured yet."""
-    table = candidate_table(facts).set_index("name")
-    measured = cache.measured_features(root)
-    return [(name, feature) for feature in features_used(rm_type, list(facts)) if feature in benchmarks.BENCHMARKS
-            for name in facts
-            if pd.isna(table.loc[name, feature])
-            and (facts[name].entry.source not in measured.index or feature not in measured.columns
-                 or pd.isna(measured.loc[facts[name].entry.source, feature]))]
+    features = [feature for feature in features_used(rm_type, list(facts)) if feature in benchmarks.BENCHMARKS]
+    published = candidate_table(facts)
+    measured = feature_values.with_measured(published, cache.measured_features(root), features)
+    lacking = published[features].isna() & measured[features].isna()
+    return [(name, feature) for feature in features for name in published.loc[lacking[feature], "name"]]
 
 
 def measure_lacking(facts: dict, rm_type: str, root: storage.Location, data_dir: Path | None,
@@ -83,9 +81,8 @@ def measure_lacking(facts: dict, rm_type: str, root: storage.Location, data_dir:
     log.info("triage: measuring %s", ", ".join(f"{name} {feature}" for name, feature in todo))
     work = []
     for name, feature in todo:
-        fact = facts[name]
         bench = benchmarks.benchmark(feature)
-        model = FeatureModel(name, fact.entry.source, fact.entry.revision, fact.has_chat_template, trust_remote_code)
+        model = FeatureModel.of(name, candidates.model_spec(facts[name], "full", trust_remote_code=trust_remote_code))
         work.append(jobs.Job(model, bench, benchmarks.local_copy(bench, data_dir), None, None))
     jobs.run(work, root, None)
 
