@@ -341,3 +341,15 @@ def test_transfer_sweeps_models_in_turn_and_starts_each_at_the_predicted_rate():
     assert len({config["lr"] for config in first}) == 3
     best = max((config["lr"] for config in first), key=score)
     assert searcher.suggest("b0") == {"model": "big", "lr": best, "epochs": 1}
+
+
+def test_a_resumed_trial_that_fails_is_completed_without_a_result():
+    """A trial resumed from an interrupted run whose worker then fails reaches on_trial_complete with an error and
+    no result: the searcher ends it (it used to fail there, on the resumed config only a result defines)."""
+    space = spaces.load("gemma2", "bt", "tiny", name="rewardbench2")
+    interrupted = [{"model": "a", "trial_id": "old1", "lr": space.lr[0], "epochs": space.epochs[0],
+                    "status": "running", "best_val_accuracy": 0.7, "steps": 32}]
+    searcher = PerModelSearcher(["a"], space.distributions(), 2, seed=0, sampler="grid", interrupted=interrupted)
+    assert searcher.suggest("t0")["resume_trial_id"] == "old1"
+    searcher.on_trial_complete("t0", result=None, error=True)
+    assert searcher.suggest("t1")["model"] == "a"  # the sweep goes on with the model's other trial

@@ -300,7 +300,8 @@ class PerModelSearcher(Searcher):
             self.allocation.on_result(trial_id, result)
 
     def on_trial_complete(self, trial_id: str, result=None, error: bool = False) -> None:
-        study = self.studies[self._model_of_trial[trial_id]]
+        model = self._model_of_trial[trial_id]
+        study = self.studies[model]
         if trial_id in self._resumed:
             if result and not error:
                 config = self._resumed[trial_id]
@@ -309,7 +310,7 @@ class PerModelSearcher(Searcher):
                                              distributions=self._distributions))
                 self._tried[config["model"]][(config["lr"], config["epochs"])] = (trial_value(result),
                                                                                   result["step"], False)
-            self._model_ended(config["model"])
+            self._model_ended(model)  # a resumed trial that failed ends too (it has no result to tell)
             return
         if trial_id not in self._asked:  # told already (Tune may repeat a completion)
             return
@@ -326,7 +327,7 @@ class PerModelSearcher(Searcher):
             tried[point] = (trial_value(result), result["step"], False)
         del self._asked[trial_id], self._reported[trial_id]
         self.allocation.on_complete(trial_id, result)
-        self._model_ended(self._model_of_trial[trial_id])
+        self._model_ended(model)
 
     def save(self, checkpoint_path: str) -> None:
         with open(checkpoint_path, "wb") as handle:
