@@ -13,7 +13,7 @@ import pandas as pd
 import ray
 from ray import tune
 
-from rmsweep.config import ModelSpec, SweepConfig
+from rmsweep.config import SweepConfig
 from rmsweep.data import candidates, registry
 from rmsweep.simulate import engine as in_process
 from rmsweep.simulate.surface import SimulationSettings, surfaces
@@ -70,12 +70,12 @@ def simulated_problem(rm_type: str, space: spaces.SearchSpace, settings: Simulat
 
 def sweep_config(problem, strategy: Strategy, run_dir: str, seed: int, concurrency: int) -> SweepConfig:
     space, models = problem.space, problem.models
-    table = registry.models().set_index("name").loc[models]
+    facts = {name: candidates.from_registry(registry.model(name)) for name in models}
     return SweepConfig(
         name=f"simulated-seed{seed}", run_dir=run_dir, family=None,
-        models={name: ModelSpec(row.hf_id, row.architecture) for name, row in table.iterrows()},
-        facts={name: candidates.from_registry(registry.model(name)) for name in models},
-        params_b=table["params_b"].to_dict(), space=space if strategy.asha else replace(space, asha=NO_ASHA),
+        models={name: candidates.model_spec(fact, "full") for name, fact in facts.items()}, facts=facts,
+        params_b={name: fact.params_b for name, fact in facts.items()},
+        space=space if strategy.asha else replace(space, asha=NO_ASHA),
         placements={name: Placement(1, TRIAL_DRIVER_CPUS, 0.0, "ddp") for name in models},
         max_concurrent_trials=concurrency, rm_type=problem.rm_type, scale="full", seed=seed,
         sampler=strategy.sampler, samples_per_model=strategy.samples_per_model or space.grid_size(),
