@@ -8,7 +8,8 @@
 #
 # TRL's RewardTrainer, the baseline, needs trl and datasets, and the Liger contender liger-kernel: wheels in .whl/
 # (trl, datasets, dill, multiprocess, liger-kernel; docs/development.md says how to fetch them) are installed to
-# /tmp/site first where present; without them those contenders are skipped and named. A step that fails or runs out of its time is logged and the next one runs.
+# /tmp/site first where present; without them those contenders are skipped and named. A step that fails or runs
+# out of its time is logged and the next one runs.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
