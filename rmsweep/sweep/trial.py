@@ -11,7 +11,6 @@ from ray.tune.integration.ray_train import TuneReportCallback
 
 from rmsweep.config import SweepConfig
 from rmsweep.sweep.search import METRIC, MODE
-from rmsweep.training.loop import train_loop_per_worker
 
 TRIAL_DRIVER_CPUS = 0.01  # the trial function only waits on its worker group; Tune refuses a zero request
 # Ray Train reads these from the environment of the process that builds a TorchTrainer (the trial) and passes
@@ -25,6 +24,15 @@ RAY_TRAIN_ENV = {
     # second per worker.
     "RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": "0.5",
 }
+
+
+def train_loop_per_worker(loop_config: dict) -> None:
+    """What each worker of the trial's group runs. The training loop is imported here, on the worker: the trial's
+    own process only waits on its worker group, and importing transformers there would cost every trial seconds
+    of CPU."""
+    from rmsweep.training.loop import train_loop_per_worker as fit
+
+    fit(loop_config)
 
 
 def set_ray_train_env() -> None:
