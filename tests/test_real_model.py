@@ -1,7 +1,7 @@
-"""A real small pretrained model through the whole path of a candidate the registry does not list: Gemma 3 270M
-(its GGUF bundled by a package of the test extra, converted here to a checkpoint folder; a base model without a
-chat template, so the plain format), two of its features measured on the local benchmark copies (a rehearsal:
-few tokens), then a one-trial sweep at full scale on a small preference file written here."""
+"""A real small pretrained chat model through the whole path of a candidate the registry does not list:
+SmolLM2-135M-Instruct (its GGUF bundled by a package of the test extra, converted here to a checkpoint folder,
+chat template included), two of its features measured on the local benchmark copies (a rehearsal: few tokens),
+then a one-trial sweep at full scale on a small preference file written here."""
 import json
 
 import pandas as pd
@@ -33,7 +33,7 @@ def preference_pairs(path):
 
 
 def test_a_pretrained_model_measures_features_and_sweeps(local_ray, tmp_path, untrained_punkt, capsys):
-    model = gguf_checkpoint(tmp_path / "gemma-3-270m")
+    model = gguf_checkpoint(tmp_path / "smollm2-135m-instruct")
     runs = storage.Location(tmp_path / "runs")
 
     # A generation benchmark and a code one (the other two are measured on small models in test_triage.py).
@@ -56,7 +56,7 @@ def test_a_pretrained_model_measures_features_and_sweeps(local_ray, tmp_path, un
                        "--sampler", "grid", "--storage", runs.uri, "--name", "real"])
     assert status == 0
     best = pd.read_csv(tmp_path / "runs" / "real" / "best_per_model.csv")
-    assert best.loc[0, "model"] == "gemma-3-270m" and best.loc[0, "architecture"] == "gemma3_text"
-    assert 0.25 < best.loc[0, "params_b"] < 0.3 and best.loc[0, "chat_format"] == "plain"
+    assert best.loc[0, "model"] == "smollm2-135m-instruct" and best.loc[0, "architecture"] == "llama"
+    assert 0.13 < best.loc[0, "params_b"] < 0.14 and best.loc[0, "chat_format"] == "template"
     assert 0 <= best.loc[0, "rewardbench"] <= 1 and 0 <= best.loc[0, "val_accuracy"] <= 1
-    assert "plain format" in (tmp_path / "runs" / "real" / "report.md").read_text()
+    assert "plain format" not in (tmp_path / "runs" / "real" / "report.md").read_text()
