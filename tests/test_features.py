@@ -1,6 +1,7 @@
 """python -m rmsweep.features: code samples scored in the sandbox; bad input refused in one line. Measuring on
 local copies of each benchmark, and the cache, are tested with the triage (test_triage.py)."""
 import json
+import os
 
 import pytest
 from transformers import AutoConfig
@@ -65,3 +66,12 @@ def test_ifeval_is_the_mean_of_prompt_and_instruction_strict_accuracy_as_the_lea
                "prompt_level_loose_acc,none": 0.9, "inst_level_loose_acc,none": 0.95}
     assert benchmarks.value(benchmarks.benchmark("ifeval"), results) == pytest.approx(60.0)
     assert benchmarks.value(benchmarks.benchmark("toxigen"), {"acc,none": 0.25, "acc_stderr,none": 0.1}) == 25.0
+
+
+def test_a_driver_on_a_cluster_with_a_token_asks_for_token_authentication(tmp_path, monkeypatch):
+    """As rmsweep.run does: RAY_AUTH_MODE set before Ray is first imported, or a token cluster refuses the driver."""
+    monkeypatch.setenv("RAY_ADDRESS", "127.0.0.1:6379")
+    monkeypatch.setenv("RAY_AUTH_TOKEN", "a-token")
+    monkeypatch.delenv("RAY_AUTH_MODE", raising=False)
+    assert features_cli.main(["--models", "m", "--tasks", "mmlu", "--storage", str(tmp_path)]) == 2
+    assert os.environ["RAY_AUTH_MODE"] == "token"

@@ -16,7 +16,7 @@ from rmsweep.cli.common import OneLineParser, setup_logging
 from rmsweep.data import candidates, registry
 from rmsweep.features import benchmarks, cache
 from rmsweep.features.measure import FeatureModel
-from rmsweep.sweep import plan, storage
+from rmsweep.sweep import plan, session, storage
 from rmsweep.sweep.plan import UsageError
 
 log = logging.getLogger("rmsweep.features")
@@ -100,6 +100,7 @@ def summary(records: list[dict]) -> pd.DataFrame:
 def main(argv=None) -> int:
     args = parse_args(argv)
     setup_logging(args.verbose)
+    session.use_token_authentication()
     try:
         jobs = jobs_of(args)
         root = storage.Location(args.storage)

@@ -11,7 +11,7 @@ import ray
 from rmsweep.features import cache
 from rmsweep.features.benchmarks import Benchmark
 from rmsweep.features.measure import FeatureModel, harness_version, measure
-from rmsweep.sweep import storage
+from rmsweep.sweep import session, storage
 
 log = logging.getLogger(__name__)
 FORWARDED_ENVIRONMENT = ("NLTK_DATA", "HF_HUB_OFFLINE", "HF_HOME", "HF_TOKEN")
@@ -47,7 +47,7 @@ def run(jobs: list[Job], root: storage.Location, gpus_per_task: float | None) ->
     log.info("%d of %d measurements from the cache (%s)", len(jobs) - len(missing), len(jobs),
              root.child(cache.FOLDER))
     if missing:
-        _start_ray()
+        session.start_ray(verbose=log.getEffectiveLevel() <= logging.DEBUG)
         if gpus_per_task is None:
             gpus_per_task = 1.0 if ray.cluster_resources().get("GPU", 0) > 0 else 0.0
         environment = {name: os.environ[name] for name in FORWARDED_ENVIRONMENT if name in os.environ}
@@ -56,13 +56,6 @@ def run(jobs: list[Job], root: storage.Location, gpus_per_task: float | None) ->
         pending = {_measure_and_store.options(**options).remote(jobs[index], root): index for index in missing}
         _gather(pending, records, len(jobs))
     return [records[index] for index in range(len(jobs))]
-
-
-def _start_ray() -> None:
-    if not ray.is_initialized():
-        verbose = logging.getLogger("rmsweep").level <= logging.DEBUG
-        ray.init(address=os.environ.get("RAY_ADDRESS"), namespace="rmsweep", log_to_driver=verbose,
-                 logging_level=logging.INFO if verbose else logging.ERROR)
 
 
 def _gather(pending: dict, records: dict, total: int) -> None:
