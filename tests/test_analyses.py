@@ -93,7 +93,8 @@ def test_select_cli_ranks_a_model_set_with_intervals_and_names_what_the_others_l
     """Registry models (by name or hub id) come with their published features; a model the registry does not
     know has its parameter count read from its config, and is listed with the features it lacks, not ranked;
     once rmsweep.features has measured them (here: a stored record), it is ranked, and the output says its
-    values were measured."""
+    values were measured. A registry model goes by its registry name, and is left out of the selector's fit, so
+    that its prediction never saw its published score."""
     from transformers import AutoConfig
 
     from rmsweep.features import benchmarks, cache
@@ -103,18 +104,20 @@ def test_select_cli_ranks_a_model_set_with_intervals_and_names_what_the_others_l
     AutoConfig.for_model("qwen3", num_hidden_layers=2, hidden_size=64).save_pretrained(tmp_path / "checkpoints/ours")
     (tmp_path / "set.yaml").write_text(
         "models:\n"
-        "  - {name: small, source: Qwen/Qwen2.5-1.5B-Instruct}\n"
+        "  - {name: Qwen2.5-1.5B-Instruct, source: Qwen/Qwen2.5-1.5B-Instruct}\n"
         "  - {name: gemma-2-9b-it, source: google/gemma-2-9b-it}\n"
         "  - {name: ours, source: ./checkpoints/ours}\n")
     args = ("--paper", "--target", "bt", "--features", "ifeval", "params_b", "--candidates", "set.yaml")
     result = run_select(*args, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     fitted = json.loads((tmp_path / "selector.json").read_text())
-    assert {row["name"] for row in fitted["ranking"]} == {"small", "gemma-2-9b-it"}
+    assert {row["name"] for row in fitted["ranking"]} == {"Qwen2.5-1.5B-Instruct", "gemma-2-9b-it"}
     assert all(row["low"] < row["predicted"] < row["high"] for row in fitted["ranking"])
     assert fitted["unranked"] == [{"name": "ours", "missing": ["ifeval"]}]
     assert "cannot rank ours: no ifeval" in result.stdout and "80% from the out-of-fold" in result.stdout
     assert fitted["feature_values"] == {"values": "published (the registry's)"}
+    assert run_select(*args[:-2], cwd=tmp_path).returncode == 0
+    assert json.loads((tmp_path / "selector.json").read_text())["n_models"] == fitted["n_models"] + 2
 
     ours = FeatureModel("ours", str(tmp_path / "checkpoints" / "ours"))
     bench = benchmarks.benchmark("ifeval")
@@ -122,7 +125,7 @@ def test_select_cli_ranks_a_model_set_with_intervals_and_names_what_the_others_l
                 cache.key(ours, bench, None, "0.4.13", None, None), {"value": 70.0, "items": 541, "settings": ""})
     result = run_select(*args, cwd=tmp_path)
     fitted = json.loads((tmp_path / "selector.json").read_text())
-    assert {row["name"] for row in fitted["ranking"]} == {"small", "gemma-2-9b-it", "ours"}
+    assert {row["name"] for row in fitted["ranking"]} == {"Qwen2.5-1.5B-Instruct", "gemma-2-9b-it", "ours"}
     assert fitted["feature_values"]["measured_for"] == ["ours"] and "measured" in result.stdout
 
 

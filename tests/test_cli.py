@@ -168,6 +168,7 @@ def test_a_space_given_as_a_path_and_a_dry_run_that_writes_nothing(tmp_path):
     (["--models", "Qwen/Qwen3-4B"], "Qwen3-4B: cannot read the config of Qwen/Qwen3-4B (not in the local hub cache)"),
     (["--models", "qwen3-small", "gemma-2-2b-it", "./qwen3-small"], "two base models are named 'qwen3-small'"),
     (["--model-set", "broken.yaml"], "broken.yaml: not valid YAML"),
+    (["--model-set", "renamed.yaml"], "renamed.yaml: google/gemma-2-2b-it is the registry's 'gemma-2-2b-it': name it so"),
     (["--model-set", "set.yaml", "--family", "gemma2"], "--model-set names the models itself"),
     ([], "name the base models: --family KEY, --models"),
     (["--model-set", "set.yaml", "--pin", "mine"], "--pin keeps candidates through --triage"),
@@ -187,6 +188,7 @@ def test_bad_candidates_exit_2_with_one_line_naming_them_and_write_nothing(tmp_p
     (tmp_path / "vision").mkdir()
     (tmp_path / "vision" / "config.json").write_text('{"model_type": "clip_vision_model"}')
     (tmp_path / "broken.yaml").write_text("models: [")
+    (tmp_path / "renamed.yaml").write_text("models:\n  - {name: baseline, source: google/gemma-2-2b-it}\n")
     (tmp_path / "set.yaml").write_text("models:\n  - {name: mine, source: qwen3-small}\n")
     assert run.main([*args, "--scale", "tiny", "--storage", str(tmp_path / "runs")]) == 2
     error = capsys.readouterr().err

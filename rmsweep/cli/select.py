@@ -10,7 +10,6 @@ figure) of the selector and of every single feature, and the ranking; writes sel
 import argparse
 import json
 import sys
-from dataclasses import replace
 from pathlib import Path
 
 import pandas as pd
@@ -18,7 +17,7 @@ import pandas as pd
 from rmsweep.analysis import feature_values, scoring, selector
 from rmsweep.data import candidates, registry
 from rmsweep.features import cache
-from rmsweep.sweep import atomic, storage, triage
+from rmsweep.sweep import atomic, plan, storage, triage
 
 
 class UsageError(Exception):
@@ -88,16 +87,12 @@ def candidate_table(args, trained: pd.DataFrame) -> pd.DataFrame:
 
 
 def model_set_table(path: Path) -> pd.DataFrame:
-    """A model-set file's candidates: a registry model (by name or hub id) with its published features, any other
-    with its parameter count read from its config (a folder, or a hub id in the local cache) and no features
-    (measured ones come from --storage; the selector lists what each still lacks)."""
-    facts = {}
+    """A model-set file's candidates as a sweep reads them (`plan.model_set_items`): a registry model under its
+    registry name with its published features, any other with its parameter count read from its config (a folder,
+    or a hub id in the local cache) and no features (measured ones come from --storage)."""
     try:
-        for entry in candidates.load_set(path):
-            row = candidates.registry_row(entry)
-            fact = candidates.from_registry(row) if row is not None else candidates.read(entry)
-            facts[entry.name] = replace(fact, entry=replace(fact.entry, name=entry.name))
-    except candidates.CandidateError as error:
+        facts = plan.read_candidates(plan.model_set_items(path), local_only=True, trust_remote_code=False)
+    except (candidates.CandidateError, plan.UsageError) as error:
         raise UsageError(str(error)) from None
     return triage.candidate_table(facts)
 
@@ -153,6 +148,7 @@ def main(argv=None) -> int:
             raise UsageError(f"--folds must be >= 2, got {args.folds}")
         table, sections = training_table(args)
         to_rank = candidate_table(args, table)
+        table = table[~table["name"].isin(to_rank["name"])]  # each candidate predicted by a fit blind to its score
         unknown = [f for f in args.features if f not in table.columns or f not in to_rank.columns]
         if unknown:
             raise UsageError(f"unknown feature column {unknown[0]!r} (in the registry or the candidates file)")

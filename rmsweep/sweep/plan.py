@@ -85,8 +85,7 @@ def check_flags(args: argparse.Namespace) -> None:
 def requested_entries(args: argparse.Namespace) -> list:
     """What the user named: registry rows (pandas Series) and other candidates (candidates.Entry), in order."""
     if args.model_set:
-        return [row if (row := candidates.registry_row(entry)) is not None else entry
-                for entry in candidates.load_set(args.model_set)]
+        return model_set_items(args.model_set)
     members = registry.family(args.family) if args.family else registry.models()
     if not args.models:
         return [row for _, row in members.iterrows()]
@@ -103,6 +102,19 @@ def requested_entries(args: argparse.Namespace) -> list:
             raise UsageError(f"model {row['name']!r} is not in family {args.family!r}")
         named.append(row)
     return named
+
+
+def model_set_items(path: Path) -> list:
+    """A model-set file's candidates: a registry model (its source a registry name or hub id, no revision) as its
+    registry row, which must carry the registry's name (the name its published results and a sweep's analyses
+    know it by); any other as its entry."""
+    items = []
+    for entry in candidates.load_set(path):
+        row = candidates.registry_row(entry)
+        if row is not None and row["name"] != entry.name:
+            raise UsageError(f"{path}: {entry.source} is the registry's {row['name']!r}: name it so")
+        items.append(entry if row is None else row)
+    return items
 
 
 def chosen_models(args: argparse.Namespace) -> dict:
