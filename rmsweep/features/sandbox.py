@@ -2,7 +2,8 @@
 outside its own folder.
 
 Each sample runs in a process of its own, in Linux namespaces made with util-linux's `unshare` (no privileges
-needed where unprivileged user namespaces are on, as on most distributions; as root, it first drops to `nobody`):
+needed where unprivileged user namespaces are on, as on most distributions; as root, the sample itself runs as
+`nobody`, and this Python, whose packages EvalPlus's tests import (numpy), is made reachable for it):
 - no network: a new network namespace holds only a loopback device that is down;
 - nothing written outside: every mount is remounted read-only, and the sample's working folder, /tmp, /var/tmp and
   /dev/shm are fresh tmpfs mounts that vanish with it;
@@ -24,29 +25,61 @@ from pathlib import Path
 NOBODY = 65534
 OUTPUT_TAIL = 2000  # characters of a sample's output kept with its outcome
 
-# Runs inside the namespaces as their root (an unprivileged user outside): seals the filesystem, sets the limits,
-# then becomes the sample, in /tmp/sample. argv: memory bytes, processes, file bytes, CPU seconds.
+# Runs inside the namespaces as their root (an unprivileged user outside, or real root, who drops to `nobody` at
+# the end): seals the filesystem, sets the limits, then becomes the sample, in /tmp/sample. argv: memory bytes,
+# processes, file bytes, CPU seconds, then as root the folders of this Python (sys.prefix, sys.base_prefix).
 _BOOTSTRAP = r"""
-import os, resource, subprocess, sys
+import os, pathlib, resource, subprocess, sys
 memory, processes, file_size, cpu = map(int, sys.argv[1:5])
+python_folders = sys.argv[5:]
 source = sys.stdin.read()
+
+def mount(*args):
+    subprocess.run(["mount", "--no-mtab", *args], check=True)
+
 mounts = [line.split()[1].encode().decode("unicode_escape") for line in open("/proc/self/mounts")]
-for mount in sorted(set(mounts), key=len):
-    subprocess.run(["mount", "-o", "remount,bind,ro", mount], capture_output=True)
+for mount_point in sorted(set(mounts), key=len):
+    subprocess.run(["mount", "-o", "remount,bind,ro", mount_point], capture_output=True)
 if not os.statvfs("/").f_flag & os.ST_RDONLY:
     sys.exit(97)  # the root could not be made read-only: refuse to run the sample
 for folder, size in (("/tmp", file_size), ("/var/tmp", 1 << 20), ("/dev/shm", 1 << 20)):
     if os.path.isdir(folder):
-        subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size},mode=1777", "tmpfs", folder], check=True)
+        mount("-t", "tmpfs", "-o", f"size={size},mode=1777", "tmpfs", folder)
+# As root: `nobody` could not reach this Python (and the packages EvalPlus's tests import, numpy) where a folder
+# above it is closed to others (/root, say). Each such folder is covered by an empty one, this Python's folders
+# mounted back into it read-only: nobody reaches them, and nothing else of what the folder held.
+covered = []
+for index, folder in enumerate(python_folders):
+    closed = [str(p) for p in reversed([pathlib.Path(folder), *pathlib.Path(folder).parents])
+              if not os.stat(p).st_mode & 0o001]
+    if not closed:
+        continue
+    staged = f"/tmp/.python-{index}"
+    os.makedirs(staged)
+    mount("--bind", folder, staged)
+    if closed[0] not in covered:
+        mount("-t", "tmpfs", "-o", "size=1m,mode=755", "tmpfs", closed[0])
+        covered.append(closed[0])
+    os.makedirs(folder, exist_ok=True)
+    mount("--move", staged, folder)
+    mount("-o", "remount,bind,ro", folder)
+    os.rmdir(staged)
+for folder in covered:
+    mount("-o", "remount,ro", folder)
 os.makedirs("/tmp/sample")
 os.chdir("/tmp/sample")
 with open("sample.py", "w") as handle:
     handle.write(source)
+drop = []
+if python_folders:  # real root: the sample runs as nobody, in a folder of its own
+    os.chown("/tmp/sample", 65534, 65534)
+    os.chown("sample.py", 65534, 65534)
+    drop = ["--reuid=65534", "--regid=65534", "--clear-groups"]
 for limit, value in ((resource.RLIMIT_AS, memory), (resource.RLIMIT_NPROC, processes),
                      (resource.RLIMIT_FSIZE, file_size), (resource.RLIMIT_CPU, cpu), (resource.RLIMIT_CORE, 0)):
     resource.setrlimit(limit, (value, value))
 # No capabilities left (an empty bounding set): the sample cannot undo the mounts or the limits.
-os.execv("/usr/bin/setpriv", ["setpriv", "--bounding-set=-all", "--inh-caps=-all", "--no-new-privs",
+os.execv("/usr/bin/setpriv", ["setpriv", *drop, "--bounding-set=-all", "--inh-caps=-all", "--no-new-privs",
                               sys.executable, "-I", "sample.py"])
 """
 _SEAL_FAILED = 97
@@ -71,29 +104,15 @@ class Outcome:
     output: str  # the tail of its stdout and stderr
 
 
-def _usable_by_everyone(path: Path) -> bool:
-    """Whether a user with no rights of its own can run `path` (every folder above it searchable)."""
-    path = path.resolve()
-    return os.stat(path).st_mode & 0o001 and all(os.stat(parent).st_mode & 0o001 for parent in path.parents)
-
-
-def _interpreter() -> str:
-    """The Python that runs samples: this one, or, where this one is private to root (root drops to `nobody`),
-    the first everyone can run; samples need only the standard library."""
-    if os.geteuid() != 0:
-        return sys.executable
-    for candidate in (sys.executable, shutil.which("python3"), "/usr/bin/python3", "/usr/local/bin/python3"):
-        if candidate and Path(candidate).exists() and _usable_by_everyone(Path(candidate)):
-            return candidate
-    raise SandboxUnavailable("no Python that the unprivileged user 'nobody' may run: generated code cannot run "
-                             "sandboxed as root")
-
-
 def _command(limits: Limits) -> list[str]:
-    drop = (["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups"] if os.geteuid() == 0 else [])
-    return [*drop, "unshare", "--user", "--map-root-user", "--mount", "--net", "--pid", "--fork", "--kill-child",
-            _interpreter(), "-I", "-c", _BOOTSTRAP, str(limits.memory_mb << 20), str(limits.processes),
-            str(limits.file_mb << 20), str(int(limits.wall_seconds) + 1)]
+    """Unprivileged: user namespaces map this user to the namespaces' root. As root: the namespaces without one,
+    and the sample dropped to `nobody`, this Python's folders made reachable for it."""
+    as_root = os.geteuid() == 0
+    namespaces = ["--mount", "--net", "--pid", "--fork", "--kill-child"]
+    folders = sorted({str(Path(sys.prefix).resolve()), str(Path(sys.base_prefix).resolve())}) if as_root else []
+    return ["unshare", *([] if as_root else ["--user", "--map-root-user"]), *namespaces, sys.executable, "-I",
+            "-c", _BOOTSTRAP, str(limits.memory_mb << 20), str(limits.processes), str(limits.file_mb << 20),
+            str(int(limits.wall_seconds) + 1), *folders]
 
 
 def available() -> bool:
