@@ -75,3 +75,30 @@ def test_a_driver_on_a_cluster_with_a_token_asks_for_token_authentication(tmp_pa
     monkeypatch.delenv("RAY_AUTH_MODE", raising=False)
     assert features_cli.main(["--models", "m", "--tasks", "mmlu", "--storage", str(tmp_path)]) == 2
     assert os.environ["RAY_AUTH_MODE"] == "token"
+
+
+def test_a_hub_models_revision_is_pinned_to_its_commit_so_a_moved_branch_is_measured_anew(tmp_path, monkeypatch):
+    """Offline, from the local hub cache (its layout as huggingface_hub writes it): the key names the commit."""
+    from huggingface_hub import constants
+
+    from rmsweep.config import ModelSpec
+    from rmsweep.features import cache
+    from rmsweep.features.measure import FeatureModel
+
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path))  # read at each call; the variables at import
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    repo = tmp_path / "models--org--model"
+
+    def cached_main(commit):
+        (repo / "snapshots" / commit).mkdir(parents=True)
+        (repo / "snapshots" / commit / "config.json").write_text('{"model_type": "qwen3"}')
+        (repo / "refs").mkdir(exist_ok=True)
+        (repo / "refs" / "main").write_text(commit)
+        return FeatureModel.of("m", ModelSpec("org/model", "qwen3"))
+
+    bench = benchmarks.benchmark("ifeval")
+    before, after = cached_main("1" * 40), cached_main("2" * 40)
+    assert (before.revision, after.revision) == ("1" * 40, "2" * 40)
+    assert cache.key(before, bench, None, "0", None, None) != cache.key(after, bench, None, "0", None, None)
+    unknown = FeatureModel.of("x", ModelSpec("org/absent", "qwen3", revision="v1"))
+    assert unknown.revision == "v1"  # neither the hub nor the cache knows it: loading it will say so

@@ -1,7 +1,7 @@
 """Measured features, one JSON file each under <storage>/features/, keyed by what decides the value: the model's
-source and revision (a folder's config and weight files by name, size and time), the benchmark, its data (hub
-dataset, or a local copy's digest), the harness version, and a rehearsal's --limit / --max-new-tokens. A rerun
-reads what is there; a crash loses only the measurements still running."""
+source and revision (a hub id's as a commit; a folder's config and weight files by name, size and time), the
+benchmark, its data (hub dataset, or a local copy's digest), the harness version, and a rehearsal's --limit /
+--max-new-tokens. A rerun reads what is there; a crash loses only the measurements still running."""
 import hashlib
 import json
 import re

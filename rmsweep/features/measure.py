@@ -25,8 +25,21 @@ class FeatureModel:
 
     @classmethod
     def of(cls, name: str, spec: ModelSpec) -> "FeatureModel":
-        """The checkpoint a (full-scale) ModelSpec loads."""
-        return cls(name, spec.source, spec.revision, spec.chat_template, spec.trust_remote_code)
+        """The checkpoint a (full-scale) ModelSpec loads; a hub id's revision pinned to the commit it names now."""
+        revision = spec.revision if Path(spec.source).is_dir() else hub_commit(spec.source, spec.revision)
+        return cls(name, spec.source, revision, spec.chat_template, spec.trust_remote_code)
+
+
+def hub_commit(repo_id: str, revision: str | None) -> str | None:
+    """The commit a hub id's revision (None: its default branch) names, from the hub or, offline, the local cache:
+    a value is measured on, and cached under, those exact weights, so a branch that moves is measured anew. Where
+    neither knows the model, the revision as given (loading it then fails with the hub's own error)."""
+    from huggingface_hub import snapshot_download
+
+    try:
+        return Path(snapshot_download(repo_id, revision=revision, allow_patterns=["config.json"])).name
+    except (OSError, ValueError):  # not cached offline, unknown, unreachable
+        return revision
 
 
 def harness_version() -> str:
