@@ -22,7 +22,6 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-NOBODY = 65534
 OUTPUT_TAIL = 2000  # characters of a sample's output kept with its outcome
 
 # Runs inside the namespaces as their root (an unprivileged user outside, or real root, who drops to `nobody` at
@@ -72,9 +71,10 @@ with open("sample.py", "w") as handle:
     handle.write(source)
 drop = []
 if python_folders:  # real root: the sample runs as nobody, in a folder of its own
-    os.chown("/tmp/sample", 65534, 65534)
-    os.chown("sample.py", 65534, 65534)
-    drop = ["--reuid=65534", "--regid=65534", "--clear-groups"]
+    nobody = 65534
+    os.chown("/tmp/sample", nobody, nobody)
+    os.chown("sample.py", nobody, nobody)
+    drop = [f"--reuid={nobody}", f"--regid={nobody}", "--clear-groups"]
 for limit, value in ((resource.RLIMIT_AS, memory), (resource.RLIMIT_NPROC, processes),
                      (resource.RLIMIT_FSIZE, file_size), (resource.RLIMIT_CPU, cpu), (resource.RLIMIT_CORE, 0)):
     resource.setrlimit(limit, (value, value))
