@@ -9,6 +9,8 @@ import pytest
 from rmsweep.analysis import paper_analyses
 from rmsweep.sweep import storage
 
+from cli_runner import run_main
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -67,13 +69,16 @@ def test_reproduce_paper_script(tmp_path):
 
 
 def run_select(*args, cwd):
-    return subprocess.run([sys.executable, "-m", "rmsweep.select", *args], cwd=cwd, capture_output=True, text=True,
-                          timeout=300)
+    from rmsweep.cli import select
+
+    return run_main(select.main, *args, cwd=cwd)
 
 
 def test_select_cli_on_the_paper(tmp_path):
-    result = run_select("--paper", "--target", "bt", "--features", "ifeval", "params_b", "--out", "s.json",
-                        cwd=tmp_path)
+    """As a user runs it: `python -m rmsweep.select`."""
+    result = subprocess.run([sys.executable, "-m", "rmsweep.select", "--paper", "--target", "bt", "--features",
+                             "ifeval", "params_b", "--out", "s.json"], cwd=tmp_path, capture_output=True, text=True,
+                            timeout=300)
     assert result.returncode == 0, result.stderr
     assert "out-of-fold" in result.stdout and "ranking of candidates" not in result.stdout  # all were trained
     assert (tmp_path / "s.json").exists()

@@ -11,8 +11,15 @@ from rmsweep.cli import evaluate
 from rmsweep.config import ModelSpec
 from rmsweep.model import reward_model
 
+from cli_runner import run_main
+
 
 def run_cli(*args, cwd):
+    return run_main(evaluate.main, *args, cwd=cwd)
+
+
+def run_module(*args, cwd):
+    """As a user runs it: `python -m rmsweep.evaluate`."""
     return subprocess.run([sys.executable, "-m", "rmsweep.evaluate", *args], cwd=cwd, capture_output=True, text=True,
                           timeout=300)
 
@@ -27,8 +34,8 @@ def test_rescoring_a_scores_file_prints_and_writes_the_published_arithmetic(tmp_
             {"id": "b", "subset": "hep-go", "scores": [1.0, 1.0]},
             {"id": "c", "subset": "donotanswer", "scores": [0.5, -1.0]}]
     scores = _write_rows(tmp_path / "scores.jsonl", rows)
-    result = run_cli("--benchmark", "rewardbench", "--scores", str(scores), "--out", str(tmp_path / "r.json"),
-                     cwd=tmp_path)
+    result = run_module("--benchmark", "rewardbench", "--scores", str(scores), "--out", str(tmp_path / "r.json"),
+                        cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     written = json.loads((tmp_path / "r.json").read_text())
     assert written == scoring.rewardbench(rows)
