@@ -1,6 +1,9 @@
 """Model-generated code runs sandboxed (`rmsweep/features/sandbox.py`): hostile samples neither hang the run nor
 touch anything outside their own folder."""
+import os
 import socket
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -78,3 +81,16 @@ def test_a_network_connection_is_refused_and_reaches_no_one():
 def test_endless_output_is_capped_and_kept_short():
     outcome = sandbox.run_python("while True:\n    print('x' * 1000)", sandbox.Limits(wall_seconds=5, file_mb=1))
     assert outcome.status == "failed" and len(outcome.output) <= sandbox.OUTPUT_TAIL
+
+
+def test_a_sample_runs_with_this_python_wherever_it_lives(tmp_path):
+    """This Python may live under /tmp, which the sample gets a fresh one of, or, as root, under a folder closed to
+    others (/root): the sample runs with it all the same (EvalPlus's tests import its numpy)."""
+    venv = tmp_path / "venv"  # under /tmp
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True, timeout=120)
+    program = ("from rmsweep.features import sandbox\n"
+               "print(sandbox.run_python('import sys; print(sys.prefix)'))")
+    result = subprocess.run([str(venv / "bin" / "python"), "-c", program], capture_output=True, text=True,
+                            timeout=120, env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])})
+    assert result.returncode == 0, result.stderr
+    assert f"status='passed', returncode=0, output='{venv}\\n'" in result.stdout, result.stdout

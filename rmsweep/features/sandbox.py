@@ -24,18 +24,25 @@ from pathlib import Path
 
 OUTPUT_TAIL = 2000  # characters of a sample's output kept with its outcome
 
-# Runs inside the namespaces as their root (an unprivileged user outside, or real root, who drops to `nobody` at
-# the end): seals the filesystem, sets the limits, then becomes the sample, in /tmp/sample. argv: memory bytes,
-# processes, file bytes, CPU seconds, then as root the folders of this Python (sys.prefix, sys.base_prefix).
+# Runs inside the namespaces as their root (an unprivileged user outside, or real root, who has the sample run as
+# `nobody`): seals the filesystem, sets the limits, then becomes the sample, in /tmp/sample. argv: memory bytes,
+# processes, file bytes, CPU seconds, 1 to run the sample as nobody (else 0), then this Python's folders
+# (sys.prefix, sys.base_prefix).
 _BOOTSTRAP = r"""
 import os, pathlib, resource, subprocess, sys
-memory, processes, file_size, cpu = map(int, sys.argv[1:5])
-python_folders = sys.argv[5:]
+memory, processes, file_size, cpu, as_nobody = map(int, sys.argv[1:6])
+python_folders = sys.argv[6:]
 source = sys.stdin.read()
+NOBODY = 65534
 
-def mount(*args):
-    subprocess.run(["mount", "--no-mtab", *args], check=True)
+def mount(*args, **options):
+    subprocess.run(["mount", "--no-mtab", *args], check=True, **options)
 
+# This Python, which samples run with (EvalPlus's tests import its numpy), held open before anything covers it: a
+# fresh /tmp when it lives there, or, for nobody, an empty folder over one closed to others above it (/root, say).
+held = {folder: os.open(folder, os.O_PATH) for folder in python_folders}
+closed = {next((str(p) for p in reversed([pathlib.Path(f), *pathlib.Path(f).parents])
+                if not os.stat(p).st_mode & 0o001), None) for f in python_folders} - {None} if as_nobody else set()
 mounts = [line.split()[1].encode().decode("unicode_escape") for line in open("/proc/self/mounts")]
 for mount_point in sorted(set(mounts), key=len):
     subprocess.run(["mount", "-o", "remount,bind,ro", mount_point], capture_output=True)
@@ -44,37 +51,28 @@ if not os.statvfs("/").f_flag & os.ST_RDONLY:
 for folder, size in (("/tmp", file_size), ("/var/tmp", 1 << 20), ("/dev/shm", 1 << 20)):
     if os.path.isdir(folder):
         mount("-t", "tmpfs", "-o", f"size={size},mode=1777", "tmpfs", folder)
-# As root: `nobody` could not reach this Python (and the packages EvalPlus's tests import, numpy) where a folder
-# above it is closed to others (/root, say). Each such folder is covered by an empty one, this Python's folders
-# mounted back into it read-only: nobody reaches them, and nothing else of what the folder held.
-covered = []
-for index, folder in enumerate(python_folders):
-    closed = [str(p) for p in reversed([pathlib.Path(folder), *pathlib.Path(folder).parents])
-              if not os.stat(p).st_mode & 0o001]
-    if not closed:
-        continue
-    staged = f"/tmp/.python-{index}"
-    os.makedirs(staged)
-    mount("--bind", folder, staged)
-    if closed[0] not in covered:
-        mount("-t", "tmpfs", "-o", "size=1m,mode=755", "tmpfs", closed[0])
-        covered.append(closed[0])
-    os.makedirs(folder, exist_ok=True)
-    mount("--move", staged, folder)
-    mount("-o", "remount,bind,ro", folder)
-    os.rmdir(staged)
-for folder in covered:
+closed = {folder for folder in closed if os.path.isdir(folder)}  # one under /tmp went with the old /tmp
+for folder in sorted(closed):
+    mount("-t", "tmpfs", "-o", "size=1m,mode=755", "tmpfs", folder)
+for folder, descriptor in held.items():  # mounted back where covered, read-only, nothing else of what was there
+    original = os.fstat(descriptor)
+    if not os.path.exists(folder) or (os.stat(folder).st_dev, os.stat(folder).st_ino) != (original.st_dev,
+                                                                                          original.st_ino):
+        os.makedirs(folder, exist_ok=True)
+        mount("--no-canonicalize", "--bind", f"/proc/self/fd/{descriptor}", folder, pass_fds=[descriptor])
+        mount("-o", "remount,bind,ro", folder)
+    os.close(descriptor)
+for folder in closed:
     mount("-o", "remount,ro", folder)
 os.makedirs("/tmp/sample")
 os.chdir("/tmp/sample")
 with open("sample.py", "w") as handle:
     handle.write(source)
 drop = []
-if python_folders:  # real root: the sample runs as nobody, in a folder of its own
-    nobody = 65534
-    os.chown("/tmp/sample", nobody, nobody)
-    os.chown("sample.py", nobody, nobody)
-    drop = [f"--reuid={nobody}", f"--regid={nobody}", "--clear-groups"]
+if as_nobody:
+    os.chown("/tmp/sample", NOBODY, NOBODY)
+    os.chown("sample.py", NOBODY, NOBODY)
+    drop = [f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups"]
 for limit, value in ((resource.RLIMIT_AS, memory), (resource.RLIMIT_NPROC, processes),
                      (resource.RLIMIT_FSIZE, file_size), (resource.RLIMIT_CPU, cpu), (resource.RLIMIT_CORE, 0)):
     resource.setrlimit(limit, (value, value))
@@ -106,13 +104,13 @@ class Outcome:
 
 def _command(limits: Limits) -> list[str]:
     """Unprivileged: user namespaces map this user to the namespaces' root. As root: the namespaces without one,
-    and the sample dropped to `nobody`, this Python's folders made reachable for it."""
+    the sample run as `nobody`."""
     as_root = os.geteuid() == 0
-    namespaces = ["--mount", "--net", "--pid", "--fork", "--kill-child"]
-    folders = sorted({str(Path(sys.prefix).resolve()), str(Path(sys.base_prefix).resolve())}) if as_root else []
-    return ["unshare", *([] if as_root else ["--user", "--map-root-user"]), *namespaces, sys.executable, "-I",
-            "-c", _BOOTSTRAP, str(limits.memory_mb << 20), str(limits.processes), str(limits.file_mb << 20),
-            str(int(limits.wall_seconds) + 1), *folders]
+    folders = sorted({str(Path(sys.prefix).resolve()), str(Path(sys.base_prefix).resolve())})
+    return ["unshare", *([] if as_root else ["--user", "--map-root-user"]), "--mount", "--net", "--pid", "--fork",
+            "--kill-child", sys.executable, "-I", "-c", _BOOTSTRAP, str(limits.memory_mb << 20),
+            str(limits.processes), str(limits.file_mb << 20), str(int(limits.wall_seconds) + 1), str(int(as_root)),
+            *folders]
 
 
 def available() -> bool:
