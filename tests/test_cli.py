@@ -10,10 +10,19 @@ import yaml
 from rmsweep.cli.run_args import parse_args
 from rmsweep.sweep import placement, plan, spaces
 
+from cli_runner import run_main
+
 
 def run_cli(*args, cwd, env=None):
     return subprocess.run([sys.executable, "-m", "rmsweep.run", *args], cwd=cwd, capture_output=True, text=True,
                           env={**os.environ, **(env or {})}, timeout=120)
+
+
+def run_in_process(*args, cwd):
+    """Where Ray is started: on this module's (local_ray), as a test that started it already."""
+    from rmsweep.cli import run
+
+    return run_main(run.main, *args, cwd=cwd)
 
 
 def test_list_families(tmp_path):
@@ -105,12 +114,12 @@ def test_existing_run_directory_is_not_replaced(tmp_path):
     assert result.returncode == 2 and "--overwrite" in result.stderr
 
 
-def test_an_impossible_placement_exits_2_before_any_trial(tmp_path):
+def test_an_impossible_placement_exits_2_before_any_trial(local_ray, tmp_path):
     # This machine's local Ray cluster has no GPU: a worker asking for 4 can never be placed.
-    result = run_cli("--family", "gemma2", "--scale", "tiny", "--gpus-per-worker", "4",
-                     "--storage", str(tmp_path / "runs"), cwd=tmp_path)
+    result = run_in_process("--family", "gemma2", "--scale", "tiny", "--gpus-per-worker", "4",
+                            "--storage", str(tmp_path / "runs"), cwd=tmp_path)
     assert result.returncode == 2, result.stderr
-    # Ray's own start-up lines (the dashboard's address) come first; ours is one line, without a traceback.
+    # One line, without a traceback.
     last_line = result.stderr.splitlines()[-1]
     assert last_line.startswith("rmsweep.run: error: gemma-2-9b-it: no node offers one worker's 1 CPU and 4 GPU")
     assert "Traceback" not in result.stderr
@@ -147,12 +156,12 @@ def test_real_models_shapes_are_read_for_the_placement(tmp_path):
                                     str(tmp_path / "runs")])).model_shapes == {}
 
 
-def test_a_space_given_as_a_path_and_a_dry_run_that_writes_nothing(tmp_path):
+def test_a_space_given_as_a_path_and_a_dry_run_that_writes_nothing(local_ray, tmp_path):
     own = yaml.safe_load((spaces.DEFAULT_DIR / "paper-bt.yaml").read_text())
     own["epochs"] = [1, 2]
     (tmp_path / "mine.yaml").write_text(yaml.safe_dump(own))
-    result = run_cli("--family", "gemma2", "--scale", "tiny", "--space", str(tmp_path / "mine.yaml"), "--sampler",
-                     "grid", "--dry-run", "--storage", str(tmp_path / "runs"), cwd=tmp_path)
+    result = run_in_process("--family", "gemma2", "--scale", "tiny", "--space", str(tmp_path / "mine.yaml"),
+                            "--sampler", "grid", "--dry-run", "--storage", str(tmp_path / "runs"), cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert "20 trials per model (the grid)" in result.stdout
     assert f"search space {tmp_path / 'mine.yaml'}" in result.stdout
@@ -168,7 +177,8 @@ def test_a_space_given_as_a_path_and_a_dry_run_that_writes_nothing(tmp_path):
     (["--models", "Qwen/Qwen3-4B"], "Qwen3-4B: cannot read the config of Qwen/Qwen3-4B (not in the local hub cache)"),
     (["--models", "qwen3-small", "gemma-2-2b-it", "./qwen3-small"], "two base models are named 'qwen3-small'"),
     (["--model-set", "broken.yaml"], "broken.yaml: not valid YAML"),
-    (["--model-set", "renamed.yaml"], "renamed.yaml: google/gemma-2-2b-it is the registry's 'gemma-2-2b-it': name it so"),
+    (["--model-set", "renamed.yaml"],
+     "renamed.yaml: google/gemma-2-2b-it is the registry's 'gemma-2-2b-it': name it so"),
     (["--model-set", "set.yaml", "--family", "gemma2"], "--model-set names the models itself"),
     ([], "name the base models: --family KEY, --models"),
     (["--model-set", "set.yaml", "--pin", "mine"], "--pin keeps candidates through --triage"),
@@ -196,14 +206,14 @@ def test_bad_candidates_exit_2_with_one_line_naming_them_and_write_nothing(tmp_p
     assert not (tmp_path / "runs").exists()
 
 
-def test_a_triage_dry_run_ranks_the_candidates_and_plans_the_top_ones_plus_the_pinned(tmp_path):
+def test_a_triage_dry_run_ranks_the_candidates_and_plans_the_top_ones_plus_the_pinned(local_ray, tmp_path):
     """Registry models only (their features are published): nothing to measure; the plan names the top one and the
     pinned one."""
     (tmp_path / "set.yaml").write_text("models:\n" + "".join(
         f"  - {{name: {name}, source: {name}}}\n"
         for name in ("Qwen2.5-0.5B-Instruct", "Llama-3.1-8B-Instruct", "gemma-2-2b-it")))
-    result = run_cli("--model-set", "set.yaml", "--scale", "tiny", "--triage", "1", "--pin", "Qwen2.5-0.5B-Instruct",
-                     "--dry-run", "--storage", "runs", cwd=tmp_path)
+    result = run_in_process("--model-set", "set.yaml", "--scale", "tiny", "--triage", "1", "--pin",
+                            "Qwen2.5-0.5B-Instruct", "--dry-run", "--storage", "runs", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     triage_lines = [line for line in result.stdout.splitlines() if "triage:" in line]
     assert len(triage_lines) == 3 and "Llama-3.1-8B-Instruct" in triage_lines[0] and "swept" in triage_lines[0]
