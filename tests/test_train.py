@@ -238,10 +238,16 @@ def _contiguous_splits(count: int, begin: int = 0):
             yield [(begin, end)] + rest
 
 
+@pytest.fixture(scope="module")
+def padded_reports():
+    """The padded trial the packed layouts are compared with, trained once for the module."""
+    return _fit(shared_prompt=False)[0]
+
+
 @pytest.mark.parametrize("layout", [dict(padding_free=True), dict(tokens_per_micro_batch=600)],
                          ids=["padding-free", "shared-prompt-token-budget"])
-def test_a_packed_trial_learns_like_a_padded_one(layout):
-    padded, _ = _fit(shared_prompt=False)
+def test_a_packed_trial_learns_like_a_padded_one(padded_reports, layout):
+    padded = padded_reports
     packed, _ = _fit(**layout)
     assert padded[-1][0]["layout"] == "padded" and padded[-1][0]["two_sequence_pairs"] > 0
     assert packed[-1][0]["layout"] == ("padding_free" if "padding_free" in layout else "shared_prompt")
