@@ -1,6 +1,7 @@
 """Per-trial fixed overhead of the Ray layer: the same tiny trial run in this process, and through Ray Train's
-TorchTrainer (one worker) as a sweep runs it, side by side in one run; and through Ray Train with Ray's
-defaults instead of the settings a sweep gives it (`trial.RAY_TRAIN_ENV`: the controller's poll interval).
+TorchTrainer (one worker) as a sweep runs it, side by side in one run; through Ray Train with Ray's defaults
+instead of the settings a sweep gives it (`trial.RAY_TRAIN_ENV`: the controller's poll interval, no preemption
+watcher); and as a sweep sets it but with the preemption watcher on (one more process per trial).
 
     python scripts/bench_overhead.py
     python scripts/bench_overhead.py --repeats 3
@@ -30,6 +31,7 @@ CONFIG = TrainConfig(model="gemma-2-2b-it", model_spec=ModelSpec("tiny", "gemma2
 
 
 RAY_TRAIN, RAY_DEFAULTS = "Ray Train, as a sweep sets it", "Ray Train, Ray's defaults"
+WATCHER = "Ray Train, as a sweep sets it, preemption watcher on"
 
 
 def in_process(config: TrainConfig, records: dict) -> dict:
@@ -41,7 +43,7 @@ def in_process(config: TrainConfig, records: dict) -> dict:
 
 
 def through_ray_train(config: TrainConfig, records: dict, storage_path: str, name: str,
-                      sweep_settings: bool) -> dict:
+                      sweep_settings: bool, watcher: bool = False) -> dict:
     import ray.train
     from ray.train.torch import TorchTrainer
 
@@ -49,6 +51,8 @@ def through_ray_train(config: TrainConfig, records: dict, storage_path: str, nam
         os.environ.pop(variable, None)
     if sweep_settings:
         trial.set_ray_train_env()
+    if watcher:
+        os.environ["RAY_TRAIN_ENABLE_PREEMPTION_WATCHER"] = "1"
     trainer = TorchTrainer(
         loop.train_loop_per_worker, train_loop_config={"config": config, "data": records},
         scaling_config=ray.train.ScalingConfig(num_workers=1, use_gpu=False),
@@ -80,10 +84,13 @@ def main(argv=None):
         for repeat in range(args.repeats):  # alternating, so that machine noise falls on both alike
             runs.append({"run": "in this process", **in_process(CONFIG, records)})
             runs.append({"run": RAY_TRAIN, **through_ray_train(CONFIG, records, storage_path, f"trial-{repeat}", True)})
+            runs.append({"run": WATCHER, **through_ray_train(CONFIG, records, storage_path, f"watcher-{repeat}",
+                                                             True, watcher=True)})
             runs.append({"run": RAY_DEFAULTS,
                          **through_ray_train(CONFIG, records, storage_path, f"default-{repeat}", False)})
-            print(f"  repeat {repeat + 1}: {runs[-3]['wall_seconds']:.1f} s in process, "
-                  f"{runs[-2]['wall_seconds']:.1f} s through Ray Train as a sweep sets it, "
+            print(f"  repeat {repeat + 1}: {runs[-4]['wall_seconds']:.1f} s in process, "
+                  f"{runs[-3]['wall_seconds']:.1f} s through Ray Train as a sweep sets it, "
+                  f"{runs[-2]['wall_seconds']:.1f} s with the preemption watcher, "
                   f"{runs[-1]['wall_seconds']:.1f} s with Ray's defaults", flush=True)
     ray.shutdown()
 
@@ -92,17 +99,22 @@ def main(argv=None):
     medians = table.groupby("run", sort=False).median()
     print(f"\nray.init (once per sweep): {ray_init_seconds:.1f} s; medians of {args.repeats} runs each:\n")
     print(medians.to_string(float_format=lambda x: f"{x:.2f}"))
-    plain, ray_train, defaults = (medians.loc[run] for run in ("in this process", RAY_TRAIN, RAY_DEFAULTS))
+    plain, ray_train, watcher, defaults = (medians.loc[run] for run in ("in this process", RAY_TRAIN, WATCHER,
+                                                                         RAY_DEFAULTS))
     overhead = ray_train["wall_seconds"] - plain["wall_seconds"]
+    watcher_overhead = watcher["wall_seconds"] - plain["wall_seconds"]
     defaults_overhead = defaults["wall_seconds"] - plain["wall_seconds"]
     ratio = ray_train["wall_seconds"] / plain["wall_seconds"]
     print(f"\nRay's fixed overhead per trial: {overhead:.1f} s ({ratio:.2f}x the in-process wall time); "
           f"outside the training loop: {ray_train['outside_loop_seconds']:.1f} s. "
+          f"With the preemption watcher: {watcher_overhead:.1f} s ({watcher_overhead / overhead:.2f}x). "
           f"With Ray's defaults: {defaults_overhead:.1f} s ({defaults_overhead / overhead:.2f}x)")
     print(f"RESULT ray_overhead_seconds={overhead:.2f} wall_ratio={ratio:.3f} "
           f"outside_loop_seconds={ray_train['outside_loop_seconds']:.2f} ray_init_seconds={ray_init_seconds:.2f} "
           f"in_process_seconds={plain['wall_seconds']:.2f} ray_defaults_overhead_seconds={defaults_overhead:.2f} "
-          f"defaults_to_sweep_overhead_ratio={defaults_overhead / overhead:.3f}")
+          f"defaults_to_sweep_overhead_ratio={defaults_overhead / overhead:.3f} "
+          f"watcher_overhead_seconds={watcher_overhead:.2f} watcher_to_sweep_overhead_ratio="
+          f"{watcher_overhead / overhead:.3f}")
 
 
 if __name__ == "__main__":

@@ -23,6 +23,10 @@ RAY_TRAIN_ENV = {
     # much of a short trial's fixed overhead (scripts/bench_overhead.py measures it). At 0.5 s: two small calls a
     # second per worker.
     "RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": "0.5",
+    # The preemption watcher, one more process per trial (it imports torch: seconds of CPU), tells the training
+    # loop ahead of a node's preemption; ours does not ask (a preempted worker group restarts from its latest
+    # checkpoint, and Ray still charges that restart to the preemption budget).
+    "RAY_TRAIN_ENABLE_PREEMPTION_WATCHER": "0",
 }
 
 
