@@ -102,3 +102,17 @@ def test_a_hub_models_revision_is_pinned_to_its_commit_so_a_moved_branch_is_meas
     assert cache.key(before, bench, None, "0", None, None) != cache.key(after, bench, None, "0", None, None)
     unknown = FeatureModel.of("x", ModelSpec("org/absent", "qwen3", revision="v1"))
     assert unknown.revision == "v1"  # neither the hub nor the cache knows it: loading it will say so
+
+
+def test_family_all_measures_every_registry_model_by_its_hub_id(monkeypatch):
+    """`--family all`: the paper's models, to refit the selector on features measured one way (offline here: no
+    commit to pin, so each keeps its default branch)."""
+    from huggingface_hub import constants
+
+    from rmsweep.data import registry
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    models = features_cli.feature_models(features_cli.parse_args(["--family", "all"]))
+    table = registry.models()
+    assert [(m.name, m.source) for m in models] == list(zip(table["name"], table["hf_id"]))
+    assert all(m.revision is None for m in models)
