@@ -72,7 +72,8 @@ def test_a_driver_on_a_cluster_with_a_token_asks_for_token_authentication(tmp_pa
     """As rmsweep.run does: RAY_AUTH_MODE set before Ray is first imported, or a token cluster refuses the driver."""
     monkeypatch.setenv("RAY_ADDRESS", "127.0.0.1:6379")
     monkeypatch.setenv("RAY_AUTH_TOKEN", "a-token")
-    monkeypatch.delenv("RAY_AUTH_MODE", raising=False)
+    monkeypatch.setenv("RAY_AUTH_MODE", "")  # so that the value main() sets is undone after the test
+    monkeypatch.delenv("RAY_AUTH_MODE")
     assert features_cli.main(["--models", "m", "--tasks", "mmlu", "--storage", str(tmp_path)]) == 2
     assert os.environ["RAY_AUTH_MODE"] == "token"
 
