@@ -40,9 +40,12 @@ def mount(*args, **options):
 
 # This Python, which samples run with (EvalPlus's tests import its numpy), held open before anything covers it: a
 # fresh /tmp when it lives there, or, for nobody, an empty folder over one closed to others above it (/root, say).
+def outermost_closed(folder):  # the outermost folder on the way (itself included) others may not enter
+    path = pathlib.Path(folder)
+    return next((str(p) for p in reversed([path, *path.parents]) if not os.stat(p).st_mode & 0o001), None)
+
 held = {folder: os.open(folder, os.O_PATH) for folder in python_folders}
-closed = {next((str(p) for p in reversed([pathlib.Path(f), *pathlib.Path(f).parents])
-                if not os.stat(p).st_mode & 0o001), None) for f in python_folders} - {None} if as_nobody else set()
+closed = {outermost_closed(folder) for folder in python_folders} - {None} if as_nobody else set()
 mounts = [line.split()[1].encode().decode("unicode_escape") for line in open("/proc/self/mounts")]
 for mount_point in sorted(set(mounts), key=len):
     subprocess.run(["mount", "-o", "remount,bind,ro", mount_point], capture_output=True)
@@ -55,9 +58,7 @@ closed = {folder for folder in closed if os.path.isdir(folder)}  # one under /tm
 for folder in sorted(closed):
     mount("-t", "tmpfs", "-o", "size=1m,mode=755", "tmpfs", folder)
 for folder, descriptor in held.items():  # mounted back where covered, read-only, nothing else of what was there
-    original = os.fstat(descriptor)
-    if not os.path.exists(folder) or (os.stat(folder).st_dev, os.stat(folder).st_ino) != (original.st_dev,
-                                                                                          original.st_ino):
+    if not os.path.exists(folder) or not os.path.samestat(os.stat(folder), os.fstat(descriptor)):
         os.makedirs(folder, exist_ok=True)
         mount("--no-canonicalize", "--bind", f"/proc/self/fd/{descriptor}", folder, pass_fds=[descriptor])
         mount("-o", "remount,bind,ro", folder)

@@ -79,11 +79,14 @@ def measure_lacking(facts: dict, rm_type: str, root: storage.Location, data_dir:
     if not todo:
         return
     log.info("triage: measuring %s", ", ".join(f"{name} {feature}" for name, feature in todo))
+    # One checkpoint per candidate, however many features it lacks (a hub id's commit is looked up once).
+    models = {name: FeatureModel.of(name, candidates.model_spec(facts[name], "full",
+                                                                trust_remote_code=trust_remote_code))
+              for name in dict.fromkeys(name for name, _ in todo)}
     work = []
     for name, feature in todo:
         bench = benchmarks.benchmark(feature)
-        model = FeatureModel.of(name, candidates.model_spec(facts[name], "full", trust_remote_code=trust_remote_code))
-        work.append(jobs.Job(model, bench, benchmarks.local_copy(bench, data_dir), None, None))
+        work.append(jobs.Job(models[name], bench, benchmarks.local_copy(bench, data_dir), None, None))
     jobs.run(work, root, None)
 
 
