@@ -83,7 +83,9 @@ def test_features_then_triage_of_a_model_set(local_ray, tmp_path, untrained_punk
     assert set(trials["lr"]) <= grid and set(trials["epochs"]) == {1}
     assert (best["val_accuracy"] >= 0.8).all() and (best["rewardbench"] >= 0.7).all()
     assert not (run_dir / "checkpoints").exists() and trials["checkpoint"].isna().all()
+    assert best["checkpoint"].isna().all()
     assert sweep["bt_variant"] == "scaled" and sweep["rm_type"] == "bnrm" and sweep["sampler"] == "grid"
+    assert sweep["space"]["file"].endswith("paper-bt.yaml")
     for name in swept & set(folders):  # facts read from the config: the instantiated model's parameters
         assert best.loc[name, "params_b"] == pytest.approx(_instantiated_params_b(folders[name]), rel=1e-9)
         assert best.loc[name, "chat_format"] == ("template" if name == "qwen3-small" else "plain")
