@@ -15,6 +15,8 @@ BT_VARIANTS = ("plain", "margin", "scaled")
 STRATEGIES = ("ddp", "fsdp")
 PRECISIONS = ("bf16-autocast", "bf16")
 AUTO = "auto"
+# transformers' attention implementations a trial may ask for; auto: the one transformers picks for the model.
+ATTENTIONS = (AUTO, "eager", "sdpa", "flex_attention", "flash_attention_2")
 # Nemotron-4-340B's published attribute weights (helpfulness, correctness, coherence, complexity, verbosity): how a
 # regression RM's five outputs become one reward for validation during training.
 NEMOTRON_WEIGHTS = (0.3, 0.74, 0.46, 0.47, -0.33)
@@ -93,14 +95,18 @@ class TrainConfig:
     regression_weights: tuple = _help("regression: attribute weights for validation accuracy", NEMOTRON_WEIGHTS)
     seed: int = _help("seeds the head's init, data order and BNRM noise", 0)
     strategy: str = _help("ddp (each worker holds the model) or fsdp (each holds a shard)", "ddp")
+    attention: str = _help("the base model's attention implementation (ATTENTIONS); flex_attention (GPUs only: "
+                           "PyTorch has no backward for it on CPUs) and flash_attention_2 run packed rows per "
+                           "sequence; auto: transformers' choice for the model", AUTO)
     padding_free: bool | str = _help("pack a micro-batch's sequences in one row; auto: where attention "
-                                     "runs per packed sequence (flash-attention)", AUTO)
+                                     "runs per packed sequence (flex_attention, flash-attention)", AUTO)
     shared_prompt: bool | str = _help("compute a pair's prompt once for both responses, where the attention takes "
                                       "custom masks (eager, SDPA) and gradient checkpointing is off; auto: so on "
                                       "CPUs (measured slower on a GPU); on: fail where the attention takes none",
                                       AUTO)
     tokens_per_micro_batch: int | None = _help("micro-batches of as many examples as a forward pass of at most "
-                                               "this many tokens (padding included) holds, instead of "
+                                               "this many tokens (padding included; a packed row has "
+                                               "none) holds, instead of "
                                                "micro_batch_size examples; None: by examples", None)
     precision: str = _help("on a GPU: bf16-autocast (fp32 weights and AdamW state) or bf16 (bf16 weights)",
                            "bf16-autocast")
@@ -119,6 +125,7 @@ class TrainConfig:
         _choose("rm_type", self.rm_type, RM_TYPES)
         _choose("bt_variant", self.bt_variant, BT_VARIANTS)
         _choose("strategy", self.strategy, STRATEGIES)
+        _choose("attention", self.attention, ATTENTIONS)
         _on_off_auto("padding_free", self.padding_free)
         _on_off_auto("shared_prompt", self.shared_prompt)
         _on_off_auto("gradient_checkpointing", self.gradient_checkpointing)
@@ -188,6 +195,7 @@ class SweepConfig:
                               ("rewardbench", "rewardbench2"))
     keep_checkpoints: str = _help("best, all or none: checkpoints left once trials finish", "best")
     max_failures: int = _help("restarts of a trial whose worker dies, each from its latest evaluation", 3)
+    attention: str = _help("attention implementation of every trial's model (see TrainConfig)", AUTO)
     padding_free: bool | str = _help("True, False or auto (see TrainConfig)", AUTO)
     shared_prompt: bool | str = _help("True, False or auto (see TrainConfig)", AUTO)
     tokens_per_micro_batch: int | None = _help("tokens per forward pass (see TrainConfig); None: by examples",
@@ -207,6 +215,7 @@ class SweepConfig:
         _choose("rm_type", self.rm_type, RM_TYPES)
         _choose("bt_variant", self.bt_variant, BT_VARIANTS)
         _choose("sampler", self.sampler, SAMPLERS)
+        _choose("attention", self.attention, ATTENTIONS)
         _choose("keep_checkpoints", self.keep_checkpoints, KEEP_CHECKPOINTS)
         _choose("scale", self.scale, ("tiny", "full"))
 
@@ -233,7 +242,7 @@ class SweepConfig:
             model=model, model_spec=self.models[model], lr=lr, epochs=epochs, training=self.training,
             rm_type=self.rm_type, bt_variant=self.bt_variant, reward_centering=self.reward_centering,
             regression_weights=self.validation_weights, seed=self.seed, strategy=placement.strategy,
-            padding_free=self.padding_free, shared_prompt=self.shared_prompt,
+            attention=self.attention, padding_free=self.padding_free, shared_prompt=self.shared_prompt,
             tokens_per_micro_batch=self.tokens_per_micro_batch, precision=self.precision, compile=self.compile,
             liger=self.liger,
             token_cache=self.token_cache, data_fingerprints=self.data_fingerprints,

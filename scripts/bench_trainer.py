@@ -18,8 +18,9 @@ Contenders:
   once (its default on a CPU, not on a GPU), then its chosen and rejected rests; each step's examples sorted by
   length and cut into forward passes of at most that many tokens; then with fixed micro-batches (split where
   padding is least), with the shared prompt forced on (GPU) or off (CPU), without sorting, with gradient
-  checkpointing, and on a GPU with bf16 weights (fp32 otherwise, bf16 autocast) and with Liger's kernels
-  (skipped, and named, where liger-kernel is not installed);
+  checkpointing, and on a GPU with bf16 weights (fp32 otherwise, bf16 autocast), with Liger's kernels
+  (skipped, and named, where liger-kernel is not installed) and with FlexAttention packing each pass's pairs
+  into one row, no padding (the token budget then counts real tokens; its compiling counts in its time);
 - TRL: `RewardTrainer` with `RewardConfig`, as its docs show, the same batch split (micro-batch x accumulation),
   gradient checkpointing off (its default is on); skipped, and named, where trl or datasets is not installed;
 - plain: a PyTorch loop with right padding, random micro-batches, chosen and rejected in two passes.
@@ -214,13 +215,15 @@ CONTENDERS = {
     "rmsweep, gradient checkpointing": _rmsweep(gradient_checkpointing=True),
     "rmsweep, bf16 weights": _rmsweep(precision="bf16"),
     "rmsweep, Liger kernels": _rmsweep(liger=True),
+    "rmsweep, FlexAttention packing": _rmsweep(attention="flex_attention"),
     "TRL RewardTrainer": run_trl,
     "plain PyTorch loop": run_plain,
 }
 # Contenders with nothing to show on one device: no autocast to compare bf16 weights with on a CPU; rmsweep's
 # default shares the prompt on a CPU and not on a GPU, so one of the two forced settings repeats it.
 SAME_AS_DEFAULT = {"cpu": {"rmsweep, bf16 weights": "GPU only", "rmsweep, shared prompt": "rmsweep's default here",
-                           "rmsweep, Liger kernels": "GPU only"},
+                           "rmsweep, Liger kernels": "GPU only",
+                           "rmsweep, FlexAttention packing": "GPU only: PyTorch has no FlexAttention backward on CPUs"},
                    "cuda": {"rmsweep, no shared prompt": "rmsweep's default here"}}
 NEEDS = {"TRL RewardTrainer": ("trl", "datasets"), "rmsweep, Liger kernels": ("liger_kernel",)}
 
@@ -295,13 +298,15 @@ def headline(table: pd.DataFrame) -> dict:
         "length_grouping_gain": ratio("rmsweep, fixed micro-batches", "rmsweep, no length grouping"),
         "bf16_weights_gain": ratio("rmsweep, bf16 weights", "rmsweep"),
         "liger_gain": ratio("rmsweep, Liger kernels", "rmsweep"),
+        "flex_packing_gain": ratio("rmsweep, FlexAttention packing", "rmsweep"),
+        "flex_packing_vs_trl": ratio("rmsweep, FlexAttention packing", "TRL RewardTrainer"),
         "checkpointing_speed": ratio("rmsweep, gradient checkpointing", "rmsweep"),
         "checkpointing_memory": ratio("rmsweep, gradient checkpointing", "rmsweep", "peak_memory_mb"),
         **{f"{key}_val_accuracy": table["val_accuracy"].get(name) for key, name in
            (("rmsweep", "rmsweep"), ("trl", "TRL RewardTrainer"), ("plain", "plain PyTorch loop"))},
         **({f"{key}_mfu": table["MFU"].get(name) for key, name in
             (("rmsweep", "rmsweep"), ("fixed_micro_batches", "rmsweep, fixed micro-batches"),
-             ("trl", "TRL RewardTrainer"))}
+             ("flex_packing", "rmsweep, FlexAttention packing"), ("trl", "TRL RewardTrainer"))}
            if "MFU" in table else {}),
     }
 

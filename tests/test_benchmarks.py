@@ -36,6 +36,7 @@ def test_gpu_check_dry_run_runs_its_steps_and_the_trainer_benchmark(tmp_path):
     assert "gpu tests: exit 0" in summary and "bench micro: exit 0" in summary, summary
     bench = (tmp_path / "bench_micro.log").read_text()
     assert "rmsweep, bf16 weights: skipped (GPU only)" in bench
+    assert "rmsweep, FlexAttention packing: skipped (GPU only: PyTorch has no FlexAttention backward" in bench
     result = dict(re.findall(r"(\w+)=(\S+)", bench.strip().splitlines()[-1]))
     assert {"rmsweep_vs_trl", "shared_prompt_gain", "token_budget_gain", "rmsweep_val_accuracy",
             "trl_val_accuracy"} <= set(result)

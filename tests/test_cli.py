@@ -126,6 +126,16 @@ def test_an_impossible_placement_exits_2_before_any_trial(local_ray, tmp_path):
     assert not (tmp_path / "runs" / "gemma2-bt-tiny").exists()
 
 
+def test_flex_attention_on_cpu_workers_exits_2_before_any_trial(local_ray, tmp_path):
+    # PyTorch's FlexAttention has no backward pass on CPUs, and this machine's Ray cluster has no GPU.
+    result = run_in_process("--family", "gemma2", "--scale", "tiny", "--attention", "flex_attention",
+                            "--storage", str(tmp_path / "runs"), cwd=tmp_path)
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.splitlines()[-1].startswith(
+        "rmsweep.run: error: --attention flex_attention trains on GPUs only")
+    assert not (tmp_path / "runs" / "gemma2-bt-tiny").exists()
+
+
 def test_the_data_seed_is_the_seed_unless_set_apart(tmp_path, monkeypatch):
     from rmsweep.cli import run
     from rmsweep.data import sources

@@ -24,6 +24,7 @@ def test_an_unknown_or_missing_field_fails_where_the_config_is_built():
     (dict(rm_type="dpo"), "rm_type must be one of bt, regression, bnrm"),
     (dict(bt_variant="hinge"), "bt_variant must be one of"),
     (dict(padding_free="yes"), "padding_free must be one of True, False, auto"),
+    (dict(attention="flash"), "attention must be one of auto, eager, sdpa, flex_attention, flash_attention_2"),
     (dict(lr=0.0), "lr and epochs must be positive"),
     (dict(training=TrainingSettings(global_batch_size=30, micro_batch_size=8)), "multiple of"),
 ])
@@ -49,9 +50,10 @@ def test_a_model_spec_survives_the_checkpoint_metas_json():
 
 
 def test_a_sweep_config_builds_each_trials_config_and_records_as_json(tmp_path):
-    sweep = sweep_config(tmp_path, rm_type="bnrm", seed=3)
+    sweep = sweep_config(tmp_path, rm_type="bnrm", seed=3, attention="flex_attention")
     trial = sweep.trial_config("gemma-2-2b-it", 1e-3, 2, out_of_memory_dir=None)
     assert (trial.rm_type, trial.seed, trial.epochs, trial.training) == ("bnrm", 3, 2, sweep.space.training)
+    assert trial.attention == "flex_attention"
     assert trial.model_spec == sweep.models["gemma-2-2b-it"] and trial.strategy == "ddp"
     record = json.loads(json.dumps(sweep.record(), default=str))
     assert set(RESUME_FIELDS) <= set(record) and record["space"]["training"]["eval_every"] == 16

@@ -158,13 +158,34 @@ def test_packed_sequences_get_the_rewards_of_padded_ones(architecture):
     torch.testing.assert_close(packed, padded, atol=1e-5, rtol=1e-4)
 
 
+def _long_sequences(seed: int = 0) -> list:
+    """Past Gemma 2's tiny sliding window of 64, so the packed rows must keep it."""
+    rng = torch.Generator().manual_seed(seed)
+    return [torch.randint(6, 40, (length,), generator=rng).tolist() for length in (37, 90, 5, 130)]
+
+
+def test_flex_attention_packed_rows_get_the_rewards_of_eager_padded_ones():
+    """FlexAttention's block mask from the packed row's position ids, with Gemma 2's sliding window and
+    soft-capping; forward only: PyTorch has no FlexAttention backward on CPUs (the GPU tests check training)."""
+    spec, sequences = ModelSpec("tiny", "gemma2"), _long_sequences()
+    _, eager = reward_model.load_reward_model(spec, "regression", attention="eager")
+    _, flex = reward_model.load_reward_model(spec, "regression", attention="flex_attention")
+    assert reward_model.supports_padding_free(flex) and not reward_model.supports_padding_free(eager)
+    with torch.no_grad():
+        padded = eager.eval()(*tokenization.pad(sequences, pad_id=0))
+        packed = flex.eval()(**tokenization.pack(sequences))
+    torch.testing.assert_close(packed, padded, atol=1e-5, rtol=1e-4)
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU (the device machine runs it)")
+@pytest.mark.parametrize("attention", ["auto", "flex_attention"])
 @pytest.mark.parametrize("architecture", tiny.ARCHITECTURES)
-def test_on_a_gpu_packed_sequences_get_the_rewards_of_padded_ones_in_bf16(architecture):
-    _, model = reward_model.load_reward_model(ModelSpec("tiny", architecture), "regression")
-    model = model.to("cuda").eval()
-    sequences = [[5, 6, 7, 8, 9, 10, 11], [12, 13], [14, 15, 16, 17]]
+def test_on_a_gpu_packed_sequences_get_the_rewards_of_padded_ones_in_bf16(architecture, attention):
+    spec, sequences = ModelSpec("tiny", architecture), _long_sequences()
+    _, model = reward_model.load_reward_model(spec, "regression")
+    _, packing_model = reward_model.load_reward_model(spec, "regression", attention=attention)
+    model, packing_model = model.to("cuda").eval(), packing_model.to("cuda").eval()
     with torch.no_grad(), torch.autocast("cuda", dtype=torch.bfloat16):
         padded = model(*tokenization.pad(sequences, pad_id=0, device="cuda")).float()
-        packed = model(**tokenization.pack(sequences, device="cuda")).float()
+        packed = packing_model(**tokenization.pack(sequences, device="cuda")).float()
     torch.testing.assert_close(packed, padded, atol=2e-2, rtol=2e-2)  # bf16 keeps ~3 significant digits

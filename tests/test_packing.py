@@ -26,9 +26,10 @@ def _random_pairs(seed: int, count: int = 6) -> list:
     return pairs + [([11, 12, 13], [14, 15])]
 
 
-def _bt_loss_and_gradients(model, pairs, layout):
+def _bt_loss_and_gradients(model, pairs, layout, device="cpu"):
+    """In fp32 on any device (step.forward would autocast to bf16 on a GPU)."""
     model.zero_grad()
-    outputs = step.forward(model, pairs, PAD, "cpu", layout)[:, 0]
+    outputs = model(**step.model_inputs(pairs, PAD, device, layout))[:, 0]
     loss = -torch.nn.functional.logsigmoid(outputs[: len(pairs)] - outputs[len(pairs):]).mean()
     loss.backward()
     return outputs.detach(), {name: p.grad.clone() for name, p in model.named_parameters()}
@@ -100,17 +101,29 @@ def test_pass_tokens_count_what_a_shared_prompt_pass_computes():
     assert batching.pass_tokens(batching.pass_shapes(tokenized, np.zeros(len(pairs), int))) == padded.numel()
 
 
-def test_token_budget_steps_hold_the_same_examples_and_gradient():
+@pytest.mark.parametrize("layout", ["shared_prompt", "padding_free"])
+def test_token_budget_steps_hold_the_same_examples_and_gradient(layout):
     torch.manual_seed(0)
     tokenizer, model = reward_model.load_reward_model(CONFIG.model_spec, "bt")
     pairs = tokenization.tokenize_pairs(tokenizer, DATA["bt"].train[:32], 128)
-    prompts = batching.prompt_lengths(pairs)
-    lengths, shapes = batching.unit_lengths(pairs, prompts), batching.pass_shapes(pairs, prompts)
+    if layout == "shared_prompt":
+        prompts = batching.prompt_lengths(pairs)
+        lengths, shapes, cost = batching.unit_lengths(pairs, prompts), batching.pass_shapes(pairs, prompts), None
+        budget = 300
+    else:  # a packed row computes each pair's real tokens, both sides whole
+        lengths = shapes = batching.unit_lengths(pairs, np.zeros(len(pairs.sequences), dtype=int))
+        cost, budget = batching.packed_tokens, 200
     by_examples = next(batching.rank_micro_batches(32, 16, 4, 0, 1, seed=0, epoch=0))
     by_tokens = next(batching.rank_micro_batches(32, 16, 4, 0, 1, seed=0, epoch=0, lengths=lengths,
-                                                 token_budget=300, shapes=shapes))
+                                                 token_budget=budget, shapes=shapes,
+                                                 **({"pass_cost": cost} if cost else {})))
     assert sorted(sum(by_tokens, [])) == sorted(sum(by_examples, []))
     assert [len(micro) for micro in by_tokens] != [len(micro) for micro in by_examples]
+    if layout == "padding_free":
+        packed_rows = [step.model_inputs([pairs.sequences[i] for i in micro], PAD, "cpu", layout)["input_ids"]
+                       for micro in by_tokens]
+        assert all(row.shape[1] <= budget or len(micro) == 1 for row, micro in zip(packed_rows, by_tokens))
+        assert sum(row.shape[1] for row in packed_rows) == sum(lengths[sum(by_tokens, [])])
 
     def step_gradient(micro_batches, layout):
         model.zero_grad()
@@ -119,7 +132,7 @@ def test_token_budget_steps_hold_the_same_examples_and_gradient():
             (loss * len(micro_batch) / 16).backward()
         return {name: p.grad.clone() for name, p in model.named_parameters()}
     expected = step_gradient(by_examples, "padded")
-    for name, gradient in step_gradient(by_tokens, "shared_prompt").items():
+    for name, gradient in step_gradient(by_tokens, layout).items():
         torch.testing.assert_close(gradient, expected[name], rtol=1e-5, atol=1e-6, msg=name)
 
 
@@ -133,3 +146,17 @@ def test_on_a_gpu_shared_prompt_rows_give_the_rewards_of_two_sequences_in_bf16(a
         padded = step.forward(model, pairs, PAD, "cuda", "padded")
         shared = step.forward(model, pairs, PAD, "cuda", "shared_prompt")
     torch.testing.assert_close(shared, padded, atol=2e-2, rtol=2e-2)  # bf16 keeps ~3 significant digits
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU (the device machine runs it)")
+@pytest.mark.parametrize("architecture", ["gemma2", "qwen2", "llama"])
+def test_on_a_gpu_flex_attention_packed_pairs_give_the_rewards_and_gradients_of_padded_ones(architecture):
+    """FlexAttention trains on GPUs only; Gemma 2 brings the sliding window and soft-capping."""
+    spec, pairs = ModelSpec("tiny", architecture), _random_pairs(seed=2)
+    _, padded_model = reward_model.load_reward_model(spec, "bt")
+    _, flex_model = reward_model.load_reward_model(spec, "bt", attention="flex_attention")
+    padded_rewards, padded_gradients = _bt_loss_and_gradients(padded_model.to("cuda"), pairs, "padded", "cuda")
+    packed_rewards, packed_gradients = _bt_loss_and_gradients(flex_model.to("cuda"), pairs, "padding_free", "cuda")
+    torch.testing.assert_close(packed_rewards, padded_rewards, rtol=1e-4, atol=1e-4)
+    for name, gradient in padded_gradients.items():
+        torch.testing.assert_close(packed_gradients[name], gradient, rtol=1e-3, atol=1e-4, msg=name)

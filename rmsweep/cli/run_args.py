@@ -180,9 +180,17 @@ def parse_args(argv=None) -> argparse.Namespace:
         "auto: fsdp where one GPU cannot hold the training state (default: auto)",
     )
     parser.add_argument(
+        "--attention", choices=config.ATTENTIONS, default="auto",
+        help="each trial's attention implementation in transformers; flex_attention (PyTorch's FlexAttention, "
+        "GPUs only) and flash_attention_2 (needs the flash-attn package) run packed rows per sequence, so "
+        "--padding-free auto packs with them; auto: transformers' choice for the model, SDPA for most (default: "
+        "auto)",
+    )
+    parser.add_argument(
         "--padding-free", choices=("auto", "on", "off"), default="auto",
         help="pack each micro-batch's sequences in one row instead of padding them; auto: where attention runs "
-        "per packed sequence (flash-attention), else length-grouped padded micro-batches (default: auto)",
+        "per packed sequence (--attention flex_attention or flash_attention_2), else length-grouped padded "
+        "micro-batches (default: auto)",
     )
     parser.add_argument(
         "--shared-prompt", choices=("auto", "on", "off"), default="auto",
@@ -195,8 +203,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument(
         "--tokens-per-micro-batch", metavar="N", type=_positive_int, default=None,
         help="instead of the space's micro_batch_size examples per forward pass, as many as a pass of at most N "
-        "tokens (padding included) holds, each step's examples sorted by length; each step still trains on the "
-        "same examples, so its gradient is unchanged (default: by examples)",
+        "tokens (padding included; packed rows have none) holds, each step's examples sorted by length; each "
+        "step still trains on the same examples, so its gradient is unchanged (default: by examples)",
     )
     parser.add_argument(
         "--precision", choices=config.PRECISIONS, default="bf16-autocast",

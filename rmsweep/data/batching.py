@@ -40,9 +40,15 @@ def pass_tokens(shapes: np.ndarray) -> int:
     return int(len(shapes) * prompts.max() + rows.sum() * rests.max())
 
 
+def packed_tokens(lengths: np.ndarray) -> int:
+    """Tokens one padding-free pass over these examples computes (`lengths`: each one's real tokens, a pair's
+    two sides together): all of them, end to end, no padding."""
+    return int(lengths.sum())
+
+
 def rank_micro_batches(num_examples: int, global_batch: int, micro_batch: int, rank: int, world_size: int,
                        seed: int, epoch: int, lengths: np.ndarray | None = None, token_budget: int | None = None,
-                       shapes: np.ndarray | None = None):
+                       shapes: np.ndarray | None = None, pass_cost=pass_tokens):
     """Yield, per optimizer step, this rank's micro-batches of example indices.
 
     Every rank shuffles with the same seed, takes its slice of each global batch, and splits it into
@@ -51,7 +57,8 @@ def rank_micro_batches(num_examples: int, global_batch: int, micro_batch: int, r
     where padding is least (`least_padding_split`): the step's gradient (the sum over the same examples) is
     unchanged, and so are its number of forward passes and its largest one. With `token_budget` (and `lengths`
     and `shapes`, `pass_shapes`), the sorted slice is cut instead into micro-batches whose forward pass computes
-    at most that many tokens (`token_budget_split`).
+    at most that many tokens (`token_budget_split`); `pass_cost` counts them (`packed_tokens` for padding-free
+    passes, whose `shapes` are each example's real tokens).
     """
     order = np.random.default_rng([seed, epoch]).permutation(num_examples)
     per_rank = global_batch // world_size
@@ -61,7 +68,7 @@ def rank_micro_batches(num_examples: int, global_batch: int, micro_batch: int, r
             yield [mine[i: i + micro_batch].tolist() for i in range(0, per_rank, micro_batch)]
             continue
         mine = mine[np.argsort(-lengths[mine], kind="stable")]
-        bounds = (token_budget_split(shapes[mine], token_budget) if token_budget
+        bounds = (token_budget_split(shapes[mine], token_budget, pass_cost) if token_budget
                   else least_padding_split(lengths[mine].tolist(), micro_batch))
         yield [mine[begin:end].tolist() for begin, end in bounds]
 
@@ -92,12 +99,12 @@ def least_padding_split(lengths: list[int], micro_batch: int) -> list[tuple[int,
     return bounds
 
 
-def token_budget_split(shapes: np.ndarray, budget: int) -> list[tuple[int, int]]:
+def token_budget_split(shapes: np.ndarray, budget: int, pass_cost=pass_tokens) -> list[tuple[int, int]]:
     """Contiguous micro-batches (begin, end), each as long as its forward pass computes at most `budget` tokens
-    (`pass_tokens`); an example over the budget goes alone."""
+    (`pass_cost`); an example over the budget goes alone."""
     bounds, begin = [], 0
     for index in range(1, len(shapes)):
-        if pass_tokens(shapes[begin: index + 1]) > budget:
+        if pass_cost(shapes[begin: index + 1]) > budget:
             bounds.append((begin, index))
             begin = index
     return bounds + [(begin, len(shapes))]

@@ -15,7 +15,7 @@ from safetensors.torch import load_file
 from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer, DynamicCache
 from transformers.utils import logging as transformers_logging
 
-from rmsweep.config import ModelSpec
+from rmsweep.config import AUTO, ModelSpec
 from rmsweep.data.tokenization import PLAIN_CHAT_TEMPLATE, pad
 from rmsweep.model import auto_head, heads, masks, tiny
 
@@ -87,21 +87,23 @@ def base_config(spec: ModelSpec, tokenizer, num_outputs: int):
     return config
 
 
-def load_reward_model(spec: ModelSpec, rm_type: str):
+def load_reward_model(spec: ModelSpec, rm_type: str, attention: str = AUTO):
     """(tokenizer, RewardModel) with the RM type's head: a tiny twin (random weights of the architecture, drawn
     from `twin_seed`) or a hub id / local directory. Weights are read from safetensors only (a pickle can run
-    code); the repository's own code runs only if `trust_remote_code` is set."""
+    code); the repository's own code runs only if `trust_remote_code` is set. `attention`: one of
+    config.ATTENTIONS (auto: transformers' choice)."""
     num_outputs = RM_OUTPUTS[rm_type]
     tokenizer = load_tokenizer(spec)
     config = base_config(spec, tokenizer, num_outputs)
+    implementation = {} if attention == AUTO else {"attn_implementation": attention}
     if spec.is_tiny:
         with torch.random.fork_rng():  # the twin's own weights; the trial's seed still orders data and noise
             torch.manual_seed(spec.twin_seed)
-            model = AutoModelForSequenceClassification.from_config(config)
+            model = AutoModelForSequenceClassification.from_config(config, **implementation)
     else:
         model = AutoModelForSequenceClassification.from_pretrained(
             spec.source, config=config, revision=spec.revision, use_safetensors=True,
-            trust_remote_code=spec.trust_remote_code,
+            trust_remote_code=spec.trust_remote_code, **implementation,
         )
     model.config.pad_token_id = tokenizer.pad_token_id
     if rm_type == "bnrm":
@@ -181,9 +183,11 @@ def shared_prompt_rewards(model, input_ids: torch.Tensor, prompt_ids: torch.Tens
 
 
 def supports_padding_free(model) -> bool:
-    """Packing pays where attention runs per sequence (flash-attention's varlen kernels); SDPA and eager
-    attention would compute the whole packed row's block-diagonal mask instead."""
-    return unwrap(model).model.config._attn_implementation.startswith(("flash_attention", "kernels-community"))
+    """Packing pays where attention runs per sequence (flash-attention's varlen kernels, FlexAttention's block
+    mask, which skips the blocks across sequences); SDPA and eager attention would compute the whole packed row's
+    block-diagonal mask instead."""
+    return unwrap(model).model.config._attn_implementation.startswith(
+        ("flash_attention", "kernels-community", "flex_attention"))
 
 
 @torch.no_grad()

@@ -78,6 +78,8 @@ def check_flags(args: argparse.Namespace) -> None:
                          "or use --scale full")
     if args.liger and importlib.util.find_spec("liger_kernel") is None:
         raise UsageError("--liger needs the liger-kernel package (pip install liger-kernel) on every node")
+    if args.attention == "flash_attention_2" and importlib.util.find_spec("flash_attn") is None:
+        raise UsageError("--attention flash_attention_2 needs the flash-attn package on every node")
     if args.data_dir and not args.data_dir.is_dir():
         raise UsageError(f"--data-dir {args.data_dir} is not a folder")
 
@@ -247,6 +249,9 @@ def place(args: argparse.Namespace, request: Request) -> tuple[dict, int]:
         raise UsageError(problem)
     for model, chosen in placements.items():
         check_batch_split(request.space, chosen.workers, f"{request.space.path} (for {model})")
+        if args.attention == "flex_attention" and not chosen.gpus_per_worker:
+            raise UsageError(f"--attention flex_attention trains on GPUs only (PyTorch has no backward pass for it "
+                             f"on CPUs), and {model}'s trials would run on CPUs: drop it, or give workers GPUs")
     unshared = storage.unshared_nodes(request.root)
     if unshared:
         raise UsageError(
@@ -302,7 +307,8 @@ def build_config(args: argparse.Namespace, request: Request, data: sources.Data,
         benchmarks=(("rewardbench", "rewardbench2") if request.data_spec == "builtin"
                     else tuple(entry["source"] for entry in request.data_spec["eval"])),
         keep_checkpoints=args.keep_checkpoints, max_failures=args.max_failures,
-        padding_free=ON_OFF_AUTO[args.padding_free], gradient_checkpointing=ON_OFF_AUTO[args.gradient_checkpointing],
+        attention=args.attention, padding_free=ON_OFF_AUTO[args.padding_free],
+        gradient_checkpointing=ON_OFF_AUTO[args.gradient_checkpointing],
         shared_prompt=ON_OFF_AUTO[args.shared_prompt], tokens_per_micro_batch=args.tokens_per_micro_batch,
         precision=args.precision, compile=args.compile, liger=args.liger,
         # Beside the runs, not in one: later sweeps on the same data and tokenizer reuse it.

@@ -101,8 +101,11 @@ def setup(config: TrainConfig, records: dict, rank: int, world_size: int, device
         gathered = [None] * world_size
         dist.all_gather_object(gathered, (config.lr, config.epochs, config.seed))
         check_same_across_ranks(gathered)
+    if config.attention == "flex_attention" and torch.device(device).type != "cuda":
+        raise ValueError(f"{config.model}: flex_attention trains on GPUs only (PyTorch has no backward pass for it "
+                         "on CPUs)")
     torch.manual_seed(config.seed)
-    tokenizer, model = reward_model.load_reward_model(config.model_spec, config.rm_type)
+    tokenizer, model = reward_model.load_reward_model(config.model_spec, config.rm_type, config.attention)
     if resume_from:
         reward_model.load_weights(model, resume_from)
     train, validation = tokenized_splits(config, tokenizer, records)
@@ -138,7 +141,7 @@ def setup(config: TrainConfig, records: dict, rank: int, world_size: int, device
 
 def choose_layout(config: TrainConfig, model: reward_model.RewardModel, checkpointing: bool, device) -> str:
     """How a micro-batch's examples are laid out (`step.LAYOUTS`): padding-free where asked or where
-    flash-attention runs it, else pairs sharing their prompt where the attention takes custom masks, no
+    flash-attention or FlexAttention runs it, else pairs sharing their prompt where the attention takes custom masks, no
     gradient checkpointing turns off the key/value cache it needs, and the model is not sharded (FSDP frees a
     block's weights after its backward, and a shared prompt runs each block twice) (auto: on CPUs only, where it
     was measured to pay; on a GPU its right-padded prompt rows cost more than the prompt saves,
@@ -185,15 +188,18 @@ def remaining_steps(trial: Trial):
     """(epoch, this rank's micro-batches) for every step not yet taken; the order is fixed by the seed."""
     config, training = trial.config, trial.config.training
     lengths = shapes = None
+    packed = trial.layout == "padding_free"
     if config.length_grouping or config.tokens_per_micro_batch:
         lengths = (batching.unit_lengths(trial.train, trial.prompts) if trial.layout == "shared_prompt"
                    else batching.sequence_lengths(trial.train))
     if config.tokens_per_micro_batch:
-        shapes = batching.pass_shapes(trial.train, trial.prompts)
+        shapes = (batching.unit_lengths(trial.train, trial.prompts) if packed
+                  else batching.pass_shapes(trial.train, trial.prompts))
     every_step = ((epoch, micro_batches) for epoch in range(config.epochs)
                   for micro_batches in batching.rank_micro_batches(
                       len(trial.train.sequences), training.global_batch_size, training.micro_batch_size, trial.rank,
-                      trial.world_size, config.seed, epoch, lengths, config.tokens_per_micro_batch, shapes))
+                      trial.world_size, config.seed, epoch, lengths, config.tokens_per_micro_batch, shapes,
+                      batching.packed_tokens if packed else batching.pass_tokens))
     return itertools.islice(every_step, trial.step, None)
 
 
