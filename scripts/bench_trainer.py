@@ -20,7 +20,8 @@ Contenders:
   padding is least), with the shared prompt forced on (GPU) or off (CPU), without sorting, with gradient
   checkpointing, and on a GPU with bf16 weights (fp32 otherwise, bf16 autocast), with Liger's kernels
   (skipped, and named, where liger-kernel is not installed) and with FlexAttention packing each pass's pairs
-  into one row, no padding (the token budget then counts real tokens; its compiling counts in its time);
+  into one row, no padding, each pair's prompt once (its default there) or not (the token budget then counts
+  real tokens; compiling its kernels counts in its time);
 - TRL: `RewardTrainer` with `RewardConfig`, as its docs show, the same batch split (micro-batch x accumulation),
   gradient checkpointing off (its default is on); skipped, and named, where trl or datasets is not installed;
 - plain: a PyTorch loop with right padding, random micro-batches, chosen and rejected in two passes.
@@ -40,7 +41,7 @@ import torch
 from rmsweep.config import ModelSpec, TrainConfig, TrainingSettings
 from rmsweep.data import batching, builtin_corpus, tokenization
 from rmsweep.model import reward_model
-from rmsweep.training import loop
+from rmsweep.training import loop, step
 
 # Model shapes (qwen2 architecture, random weights, the tiny word-level tokenizer, so no download): a small one
 # for CPUs, and Qwen2.5-1.5B's published shape for GPUs (1.3B parameters without its 151k-token embedding).
@@ -135,7 +136,7 @@ def run_rmsweep(args, spec, data, **options):
     if final["out_of_memory"] or final["diverged"]:
         raise RuntimeError(f"stopped at step {final['step']} of {final['total_steps']}: "
                            f"{final['out_of_memory'] or 'diverged (non-finite loss)'}")
-    computed = args.computed_tokens if final["layout"] == "shared_prompt" else args.train_tokens
+    computed = args.computed_tokens if final["layout"] in step.SHARED_PROMPT_LAYOUTS else args.train_tokens
     return {"tokens": args.train_tokens, "computed_tokens": computed,
             "seconds": args.train_tokens / final["tokens_per_second"], "val_accuracy": final["val_accuracy"]}
 
@@ -149,8 +150,8 @@ def run_plain(args, spec, data):
     accumulation = args.batch // args.micro_batch
     tokens, started = 0, time.perf_counter()
     model.train()
-    for step in range(len(pairs) // args.batch):
-        for start in range(step * args.batch, (step + 1) * args.batch, args.micro_batch):
+    for step_index in range(len(pairs) // args.batch):
+        for start in range(step_index * args.batch, (step_index + 1) * args.batch, args.micro_batch):
             micro = [pairs[i] for i in order[start: start + args.micro_batch]]
             with torch.autocast("cuda", dtype=torch.bfloat16, enabled=args.device == "cuda"):
                 chosen = model(*tokenization.pad([c for c, _ in micro], tokenizer.pad_token_id, args.device)).logits
@@ -216,6 +217,7 @@ CONTENDERS = {
     "rmsweep, bf16 weights": _rmsweep(precision="bf16"),
     "rmsweep, Liger kernels": _rmsweep(liger=True),
     "rmsweep, FlexAttention packing": _rmsweep(attention="flex_attention"),
+    "rmsweep, FlexAttention packing, no shared prompt": _rmsweep(attention="flex_attention", shared_prompt=False),
     "TRL RewardTrainer": run_trl,
     "plain PyTorch loop": run_plain,
 }
@@ -223,7 +225,8 @@ CONTENDERS = {
 # default shares the prompt on a CPU and not on a GPU, so one of the two forced settings repeats it.
 SAME_AS_DEFAULT = {"cpu": {"rmsweep, bf16 weights": "GPU only", "rmsweep, shared prompt": "rmsweep's default here",
                            "rmsweep, Liger kernels": "GPU only",
-                           "rmsweep, FlexAttention packing": "GPU only: PyTorch has no FlexAttention backward on CPUs"},
+                           "rmsweep, FlexAttention packing": "GPU only: PyTorch has no FlexAttention backward on CPUs",
+                           "rmsweep, FlexAttention packing, no shared prompt": "GPU only"},
                    "cuda": {"rmsweep, no shared prompt": "rmsweep's default here"}}
 NEEDS = {"TRL RewardTrainer": ("trl", "datasets"), "rmsweep, Liger kernels": ("liger_kernel",)}
 
@@ -300,6 +303,8 @@ def headline(table: pd.DataFrame) -> dict:
         "liger_gain": ratio("rmsweep, Liger kernels", "rmsweep"),
         "flex_packing_gain": ratio("rmsweep, FlexAttention packing", "rmsweep"),
         "flex_packing_vs_trl": ratio("rmsweep, FlexAttention packing", "TRL RewardTrainer"),
+        "flex_shared_prompt_gain": ratio("rmsweep, FlexAttention packing",
+                                         "rmsweep, FlexAttention packing, no shared prompt"),
         "checkpointing_speed": ratio("rmsweep, gradient checkpointing", "rmsweep"),
         "checkpointing_memory": ratio("rmsweep, gradient checkpointing", "rmsweep", "peak_memory_mb"),
         **{f"{key}_val_accuracy": table["val_accuracy"].get(name) for key, name in

@@ -39,9 +39,9 @@ fi
 # The ones the headline needs first: a step that runs out of its time keeps what finished (each contender prints
 # its line when it ends). rmsweep shares prompts by default on a CPU, not on a GPU: of "shared prompt" and "no
 # shared prompt" (forced on, off) the one that equals the default is skipped.
-contenders=("rmsweep" "TRL RewardTrainer" "rmsweep, FlexAttention packing" "rmsweep, shared prompt"
-            "rmsweep, no shared prompt" "rmsweep, bf16 weights" "rmsweep, Liger kernels" "rmsweep, fixed micro-batches"
-            "plain PyTorch loop")
+contenders=("rmsweep" "TRL RewardTrainer" "rmsweep, FlexAttention packing"
+            "rmsweep, FlexAttention packing, no shared prompt" "rmsweep, shared prompt" "rmsweep, no shared prompt" "rmsweep, bf16 weights" "rmsweep, Liger kernels"
+            "rmsweep, fixed micro-batches" "plain PyTorch loop")
 if $dry_run; then
     tests=(-k "gemma2 and shared_prompt")  # the GPU tests skip on a CPU: one architecture's shared-prompt check
     bench=(--device cpu --preset micro --steps 2 --batch 8 --max-length 256 --validation-pairs 16)

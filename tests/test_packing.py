@@ -58,6 +58,33 @@ def test_gemma2_rows_need_its_sliding_window(monkeypatch):
     assert (windowless - two_rewards).abs().max() > 1e-3
 
 
+@pytest.mark.parametrize("layout", ["padding_free", "packed_shared_prompt"])
+def test_flex_attention_packed_rows_give_the_rewards_of_two_padded_sequences(layout):
+    """One row, no padding: FlexAttention's block masks (transformers' from the position ids, or ours keeping each
+    rest to its pair's prompt), with Gemma 2's sliding window and soft-capping. Forward only: PyTorch has no
+    FlexAttention backward on CPUs (the GPU tests compare gradients)."""
+    # A second shape would recompile FlexAttention with dynamic shapes, which Inductor's CPU template fails to
+    # build (torch 2.13: "cur_qSplitSize9 was not declared"); each test compiles afresh for its own shapes.
+    torch._dynamo.reset()
+    spec, pairs = ModelSpec("tiny", "gemma2"), _random_pairs(seed=1)
+    _, eager = reward_model.load_reward_model(spec, "bt", attention="eager")
+    _, flex = reward_model.load_reward_model(spec, "bt", attention="flex_attention")
+    assert reward_model.supports_padding_free(flex) and not reward_model.supports_padding_free(eager)
+    with torch.no_grad():
+        two_sequences = eager.eval()(**step.model_inputs(pairs, PAD, "cpu", "padded"))
+        packed = flex.eval()(**step.model_inputs(pairs, PAD, "cpu", layout))
+    torch.testing.assert_close(packed, two_sequences, rtol=1e-5, atol=1e-5)
+
+
+def test_a_packed_row_holds_each_pairs_prompt_once_then_its_rests():
+    pairs = [([1, 2, 3, 4], [1, 2, 5]), ([6, 7], [8, 9, 10])]  # the second shares no token: an empty prompt
+    row = packing.pack_shared_prompts(pairs)
+    assert row["input_ids"][0].tolist() == [1, 2, 3, 4, 5, 6, 7, 8, 9, 10]
+    assert row["position_ids"][0].tolist() == [0, 1, 2, 3, 2, 0, 1, 0, 1, 2]
+    assert row["segments"].tolist() == [[0, 0, 0, 0, 0, 1, 1, 1, 1, 1], [0, 0, 1, 1, 2, 1, 1, 2, 2, 2]]
+    assert row["last_tokens"].tolist() == [3, 6, 4, 9]  # chosen of each pair, then rejected
+
+
 def test_pairs_share_their_prompt_once_and_the_fallback_gets_an_empty_one():
     pairs = _random_pairs(seed=2)
     batch = packing.share_prompts(pairs, PAD)
@@ -149,14 +176,15 @@ def test_on_a_gpu_shared_prompt_rows_give_the_rewards_of_two_sequences_in_bf16(a
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU (the device machine runs it)")
+@pytest.mark.parametrize("layout", ["padding_free", "packed_shared_prompt"])
 @pytest.mark.parametrize("architecture", ["gemma2", "qwen2", "llama"])
-def test_on_a_gpu_flex_attention_packed_pairs_give_the_rewards_and_gradients_of_padded_ones(architecture):
+def test_on_a_gpu_flex_attention_packed_pairs_give_the_rewards_and_gradients_of_padded_ones(architecture, layout):
     """FlexAttention trains on GPUs only; Gemma 2 brings the sliding window and soft-capping."""
     spec, pairs = ModelSpec("tiny", architecture), _random_pairs(seed=2)
     _, padded_model = reward_model.load_reward_model(spec, "bt")
     _, flex_model = reward_model.load_reward_model(spec, "bt", attention="flex_attention")
     padded_rewards, padded_gradients = _bt_loss_and_gradients(padded_model.to("cuda"), pairs, "padded", "cuda")
-    packed_rewards, packed_gradients = _bt_loss_and_gradients(flex_model.to("cuda"), pairs, "padding_free", "cuda")
+    packed_rewards, packed_gradients = _bt_loss_and_gradients(flex_model.to("cuda"), pairs, layout, "cuda")
     torch.testing.assert_close(packed_rewards, padded_rewards, rtol=1e-4, atol=1e-4)
     for name, gradient in padded_gradients.items():
         torch.testing.assert_close(packed_gradients[name], gradient, rtol=1e-3, atol=1e-4, msg=name)

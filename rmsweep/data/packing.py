@@ -7,6 +7,10 @@ keeps their keys and values, and runs the two rests (chosen rows, then rejected 
 continuing from the prefix's end: every token sees exactly what it sees in its own sequence, so the rewards equal
 the two-sequence path's. A pair whose sides share no first token has an empty prefix (a fallback, counted).
 `model.reward_model.shared_prompt_rewards` runs it; `model.masks` builds its masks.
+
+With FlexAttention nothing is padded: `pack_shared_prompts` lays a micro-batch out as one row of
+[prompt, chosen rest, rejected rest] per pair, and a block mask keeps each token within its pair and the rejected
+rest off the chosen one (`model.reward_model.packed_shared_prompt_rewards`).
 """
 from dataclasses import dataclass
 
@@ -52,3 +56,26 @@ def share_prompts(pairs: list[tuple[list[int], list[int]]], pad_id: int, device=
     response_ids, response_lengths = _right_padded(rests, pad_id)
     return SharedPromptBatch(prompt_ids.to(device), prompt_lengths.to(device), response_ids.to(device),
                              response_lengths.to(device))
+
+
+def pack_shared_prompts(pairs: list[tuple[list[int], list[int]]], device=None) -> dict:
+    """`RewardModel.forward`'s keyword arguments for one padding-free row holding, per pair, its prompt, chosen
+    rest and rejected rest; both rests' positions continue from the prompt's end. `segments` (2, tokens): each
+    token's pair and part (0 prompt, 1 chosen, 2 rejected); `last_tokens`: every chosen rest's last index, then
+    every rejected rest's (the two-sequence path's order)."""
+    ids, positions, pair_of, part_of, last = [], [], [], [], {1: [], 2: []}
+    for index, (chosen, rejected) in enumerate(pairs):
+        prefix = shared_prefix_length(chosen, rejected)
+        for part, tokens, start in ((0, chosen[:prefix], 0), (1, chosen[prefix:], prefix),
+                                    (2, rejected[prefix:], prefix)):
+            ids += tokens
+            positions += range(start, start + len(tokens))
+            pair_of += [index] * len(tokens)
+            part_of += [part] * len(tokens)
+            if part:
+                last[part].append(len(ids) - 1)
+
+    def tensor(values):
+        return torch.tensor(values, dtype=torch.long, device=device)
+    return {"input_ids": tensor(ids)[None], "position_ids": tensor(positions)[None],
+            "segments": torch.stack([tensor(pair_of), tensor(part_of)]), "last_tokens": tensor(last[1] + last[2])}

@@ -6,6 +6,7 @@ continue from its prompt's end, whatever the padding between them), and a slidin
 Models whose layers differ (Gemma 2 alternates sliding and full attention) take a dict by layer type.
 """
 import torch
+from torch.nn.attention.flex_attention import create_block_mask
 
 # Attention implementations that take an arbitrary 4D mask; flash-attention's kernels take none.
 MASKABLE = ("eager", "sdpa")
@@ -47,4 +48,25 @@ def attention_masks(config, query_positions: torch.Tensor, key_positions: torch.
     for kind in _layer_kinds(config):
         mask = allowed & (distance < config.sliding_window) if kind == "sliding_attention" else allowed
         masks[kind] = _in_form((mask | own_key)[:, None], config, dtype)
+    return masks if len(masks) > 1 else next(iter(masks.values()))
+
+
+def shared_prompt_block_masks(config, positions: torch.Tensor, segments: torch.Tensor):
+    """FlexAttention block masks for a row of `packing.pack_shared_prompts`, one or {layer type: mask}: a token sees
+    the tokens of its pair at positions no later than its own, in the prompt or in its own part (within the window,
+    for sliding layers). `positions` (tokens,), `segments` (2, tokens): pair and part."""
+    pair, part = segments
+
+    def allowed(batch, head, query, key):
+        return ((pair[query] == pair[key]) & (positions[key] <= positions[query])
+                & ((part[key] == 0) | (part[key] == part[query])))
+
+    def within_window(batch, head, query, key):
+        return allowed(batch, head, query, key) & (positions[query] - positions[key] < config.sliding_window)
+
+    length = positions.shape[0]
+    # Compiled, as transformers builds its own block masks: uncompiled, a long row's whole mask is materialized.
+    masks = {kind: create_block_mask(within_window if kind == "sliding_attention" else allowed, 1, None, length,
+                                     length, device=positions.device, _compile=True)
+             for kind in _layer_kinds(config)}
     return masks if len(masks) > 1 else next(iter(masks.values()))

@@ -42,14 +42,16 @@ class RewardModel(torch.nn.Module):
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
                 position_ids: torch.Tensor | None = None, last_tokens: torch.Tensor | None = None,
-                **shared_prompts) -> torch.Tensor:
+                segments: torch.Tensor | None = None, **shared_prompts) -> torch.Tensor:
         """Padded rows (`tokenization.pad`: input_ids, attention_mask), one padding-free row (`tokenization.pack`:
-        input_ids, position_ids, last_tokens), or pairs sharing their prompts
-        (`packing.SharedPromptBatch.model_inputs`)."""
+        input_ids, position_ids, last_tokens; with `segments`, `packing.pack_shared_prompts`), or pairs sharing
+        their prompts (`packing.SharedPromptBatch.model_inputs`)."""
         if attention_mask is not None:
             return rewards(self.model, input_ids, attention_mask)
         if shared_prompts:
             return shared_prompt_rewards(self.model, input_ids, **shared_prompts)
+        if segments is not None:
+            return packed_shared_prompt_rewards(self.model, input_ids, position_ids, segments, last_tokens)
         return packed_rewards(self.model, input_ids, position_ids, last_tokens)
 
 
@@ -149,6 +151,21 @@ def packed_rewards(model, input_ids: torch.Tensor, position_ids: torch.Tensor,
     # No KV cache: transformers looks for packed sequences only without one.
     hidden = model.base_model(input_ids=input_ids, position_ids=position_ids, use_cache=False)
     return model.score(hidden.last_hidden_state[0, last_tokens])
+
+
+def packed_shared_prompt_rewards(model, input_ids: torch.Tensor, position_ids: torch.Tensor, segments: torch.Tensor,
+                                 last_tokens: torch.Tensor) -> torch.Tensor:
+    """The head's outputs at each response's last token, for pairs packed by `packing.pack_shared_prompts`: one
+    FlexAttention pass under block masks that keep each response to its pair's prompt and itself."""
+    block_masks = masks.shared_prompt_block_masks(model.config, position_ids[0], segments)
+    hidden = model.base_model(input_ids=input_ids, position_ids=position_ids, attention_mask=block_masks,
+                              use_cache=False)
+    return model.score(hidden.last_hidden_state[0, last_tokens])
+
+
+def takes_block_masks(model) -> bool:
+    """FlexAttention takes any block mask, so pairs can share their prompt in one packed row."""
+    return unwrap(model).model.config._attn_implementation == "flex_attention"
 
 
 @cache

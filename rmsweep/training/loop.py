@@ -141,13 +141,15 @@ def setup(config: TrainConfig, records: dict, rank: int, world_size: int, device
 
 def choose_layout(config: TrainConfig, model: reward_model.RewardModel, checkpointing: bool, device) -> str:
     """How a micro-batch's examples are laid out (`step.LAYOUTS`): padding-free where asked or where
-    flash-attention or FlexAttention runs it, else pairs sharing their prompt where the attention takes custom masks, no
-    gradient checkpointing turns off the key/value cache it needs, and the model is not sharded (FSDP frees a
-    block's weights after its backward, and a shared prompt runs each block twice) (auto: on CPUs only, where it
-    was measured to pay; on a GPU its right-padded prompt rows cost more than the prompt saves,
+    flash-attention or FlexAttention runs it, its pairs sharing their prompt in the packed row where FlexAttention
+    takes their block masks (unless --shared-prompt off); else pairs sharing their prompt where the attention takes
+    custom masks, no gradient checkpointing turns off the key/value cache it needs, and the model is not sharded
+    (FSDP frees a block's weights after its backward, and a shared prompt runs each block twice) (auto: on CPUs
+    only, where it was measured to pay; on a GPU its right-padded prompt rows cost more than the prompt saves,
     docs/performance.md), else padded."""
     if config.padding_free is True or (config.padding_free == AUTO and reward_model.supports_padding_free(model)):
-        return "padding_free"
+        shares = config.shared_prompt is not False and reward_model.takes_block_masks(model)
+        return "packed_shared_prompt" if shares else "padding_free"
     takes_masks = masks.takes_custom_masks(model.model.config)
     if config.shared_prompt is True and not takes_masks:
         raise ValueError(f"{config.model}: its {model.model.config._attn_implementation} attention takes no "
@@ -159,7 +161,7 @@ def choose_layout(config: TrainConfig, model: reward_model.RewardModel, checkpoi
 
 def set_prompts(trial: Trial) -> None:
     """The training rows' shared prompt lengths, found once: none unless the layout shares prompts."""
-    shared = trial.layout == "shared_prompt"
+    shared = trial.layout in step.SHARED_PROMPT_LAYOUTS
     trial.prompts = (batching.prompt_lengths(trial.train) if shared
                      else np.zeros(len(trial.train.sequences), dtype=int))
 
@@ -188,9 +190,9 @@ def remaining_steps(trial: Trial):
     """(epoch, this rank's micro-batches) for every step not yet taken; the order is fixed by the seed."""
     config, training = trial.config, trial.config.training
     lengths = shapes = None
-    packed = trial.layout == "padding_free"
+    packed = trial.layout in step.PACKED_LAYOUTS
     if config.length_grouping or config.tokens_per_micro_batch:
-        lengths = (batching.unit_lengths(trial.train, trial.prompts) if trial.layout == "shared_prompt"
+        lengths = (batching.unit_lengths(trial.train, trial.prompts) if trial.layout in step.SHARED_PROMPT_LAYOUTS
                    else batching.sequence_lengths(trial.train))
     if config.tokens_per_micro_batch:
         shapes = (batching.unit_lengths(trial.train, trial.prompts) if packed

@@ -43,17 +43,22 @@ class Timers:
         return time.perf_counter() - self.started
 
 
-LAYOUTS = ("padded", "padding_free", "shared_prompt")
+LAYOUTS = ("padded", "padding_free", "shared_prompt", "packed_shared_prompt")
+SHARED_PROMPT_LAYOUTS = ("shared_prompt", "packed_shared_prompt")
+PACKED_LAYOUTS = ("padding_free", "packed_shared_prompt")
 
 
 def model_inputs(examples: list, pad_id: int, device, layout: str) -> dict:
     """One forward pass's inputs for sequences or (chosen, rejected) pairs, in a layout of LAYOUTS: right-padded
-    rows, one padding-free row (flash-attention), or pairs whose prompt is computed once (sequences: padded)."""
+    rows, one padding-free row (flash-attention, FlexAttention), pairs whose prompt is computed once (padded rows
+    and a key/value cache), or both (one padding-free row, FlexAttention); sequences: padded or packed."""
     pairs = isinstance(examples[0], tuple)
     if layout == "shared_prompt" and pairs:
         return packing.share_prompts(examples, pad_id, device).model_inputs()
+    if layout == "packed_shared_prompt" and pairs:
+        return packing.pack_shared_prompts(examples, device)
     sequences = [chosen for chosen, _ in examples] + [rejected for _, rejected in examples] if pairs else examples
-    if layout == "padding_free":
+    if layout in PACKED_LAYOUTS:
         return tokenization.pack(sequences, device)
     return dict(zip(("input_ids", "attention_mask"), tokenization.pad(sequences, pad_id, device)))
 
