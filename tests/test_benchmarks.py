@@ -44,6 +44,41 @@ def test_gpu_check_dry_run_runs_its_steps_and_the_trainer_benchmark(tmp_path):
     assert "passed" in (tmp_path / "gpu_tests.log").read_text()
 
 
+HIDE_PACKAGES = """import sys
+from importlib.machinery import PathFinder
+
+HIDDEN = {"ray", "optuna", "datasets", "trl"}
+
+
+class Hiding(PathFinder):
+    @classmethod
+    def find_spec(cls, name, path=None, target=None):
+        return None if name.split(".")[0] in HIDDEN else super().find_spec(name, path, target)
+
+
+sys.meta_path = [Hiding if finder is PathFinder else finder for finder in sys.meta_path]
+"""
+
+
+def test_the_gpu_checks_run_where_ray_optuna_datasets_and_trl_are_not_installed(tmp_path):
+    """As on the GPU machine: a sitecustomize hides the packages from this process and the contenders' own.
+    bench_trainer runs; gpu_check.sh's GPU tests are collected."""
+    (tmp_path / "sitecustomize.py").write_text(HIDE_PACKAGES)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")])}
+    collected = subprocess.run(
+        [sys.executable, "-m", "pytest", "--noconftest", "-p", "no:cacheprovider", "-q", "--collect-only", "-k",
+         "gpu", "tests/test_packing.py", "tests/test_train.py", "tests/test_modeling.py"],
+        capture_output=True, text=True, timeout=300, env=env, cwd=SCRIPTS.parent)
+    assert collected.returncode == 0 and "gpu" in collected.stdout, collected.stdout[-2000:]
+    finished = subprocess.run(
+        [sys.executable, str(SCRIPTS / "bench_trainer.py"), "--preset", "micro", "--steps", "1", "--batch", "4",
+         "--micro-batch", "2", "--max-length", "64", "--validation-pairs", "4", "--only", "rmsweep",
+         "TRL RewardTrainer"], capture_output=True, text=True, timeout=300, env=env)
+    assert finished.returncode == 0, finished.stderr[-2000:]
+    assert "TRL RewardTrainer: skipped (trl and datasets not installed)" in finished.stdout
+    assert re.search(r"  rmsweep: [\d,]+ tokens/s", finished.stdout), finished.stdout
+
+
 def test_trainer_benchmark_skips_and_names_contenders_whose_packages_are_missing(monkeypatch):
     real_find_spec = bench_trainer.importlib.util.find_spec
     monkeypatch.setattr(bench_trainer.importlib.util, "find_spec",
