@@ -58,15 +58,15 @@ def test_gemma2_rows_need_its_sliding_window(monkeypatch):
     assert (windowless - two_rewards).abs().max() > 1e-3
 
 
-@pytest.mark.parametrize("layout", ["padding_free", "packed_shared_prompt"])
-def test_flex_attention_packed_rows_give_the_rewards_of_two_padded_sequences(layout):
-    """One row, no padding: FlexAttention's block masks (transformers' from the position ids, or ours keeping each
-    rest to its pair's prompt), with Gemma 2's sliding window and soft-capping. Forward only: PyTorch has no
-    FlexAttention backward on CPUs (the GPU tests compare gradients)."""
+@pytest.mark.parametrize("layout, architecture", [("packed_shared_prompt", "gemma2"), ("padding_free", "qwen2")])
+def test_flex_attention_packed_rows_give_the_rewards_of_two_padded_sequences(layout, architecture):
+    """One row, no padding: FlexAttention's block masks, ours keeping each rest to its pair's prompt (with Gemma
+    2's sliding window and soft-capping), or transformers' from the position ids. Forward only: PyTorch has no
+    FlexAttention backward on CPUs (the GPU tests compare gradients); compiling its kernels takes seconds here."""
     # A second shape would recompile FlexAttention with dynamic shapes, which Inductor's CPU template fails to
     # build (torch 2.13: "cur_qSplitSize9 was not declared"); each test compiles afresh for its own shapes.
     torch._dynamo.reset()
-    spec, pairs = ModelSpec("tiny", "gemma2"), _random_pairs(seed=1)
+    spec, pairs = ModelSpec("tiny", architecture), _random_pairs(seed=1)
     _, eager = reward_model.load_reward_model(spec, "bt", attention="eager")
     _, flex = reward_model.load_reward_model(spec, "bt", attention="flex_attention")
     assert reward_model.supports_padding_free(flex) and not reward_model.supports_padding_free(eager)

@@ -5,6 +5,8 @@ everything the model would otherwise add: causality and padding, counted in posi
 continue from its prompt's end, whatever the padding between them), and a sliding window where layers have one.
 Models whose layers differ (Gemma 2 alternates sliding and full attention) take a dict by layer type.
 """
+from functools import cache
+
 import torch
 from torch.nn.attention.flex_attention import create_block_mask
 
@@ -65,8 +67,13 @@ def shared_prompt_block_masks(config, positions: torch.Tensor, segments: torch.T
         return allowed(batch, head, query, key) & (positions[query] - positions[key] < config.sliding_window)
 
     length = positions.shape[0]
-    # Compiled, as transformers builds its own block masks: uncompiled, a long row's whole mask is materialized.
-    masks = {kind: create_block_mask(within_window if kind == "sliding_attention" else allowed, 1, None, length,
-                                     length, device=positions.device, _compile=True)
+    masks = {kind: _compiled_create_block_mask()(within_window if kind == "sliding_attention" else allowed, 1, None,
+                                                 length, length, device=positions.device)
              for kind in _layer_kinds(config)}
     return masks if len(masks) > 1 else next(iter(masks.values()))
+
+
+@cache
+def _compiled_create_block_mask():
+    """Compiled, as transformers builds its own block masks: uncompiled, a long row's whole mask is materialized."""
+    return torch.compile(create_block_mask)
