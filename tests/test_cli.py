@@ -70,6 +70,7 @@ def test_bad_input_exits_2_with_one_line_and_writes_nothing(tmp_path, args, mess
     (["--family", "gemma2", "--scale", "tiny", "--gpu-memory-gb", "0"], "--gpu-memory-gb must be positive"),
     (["--family", "gemma2", "--scale", "tiny", "--gpus-per-worker", "-1"], "--gpus-per-worker must be >= 0"),
     (["--family", "gemma2", "--scale", "tiny", "--max-concurrent-trials", "0"], "--max-concurrent-trials must be"),
+    (["--family", "gemma2", "--scale", "tiny", "--attention", "flash_attention_2"], "needs the flash-attn package"),
 ])
 def test_bad_input_exits_2_with_one_line_and_writes_nothing_in_process(tmp_path, monkeypatch, capsys, args,
                                                                        message):
