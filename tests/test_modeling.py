@@ -147,21 +147,21 @@ def test_a_models_own_code_runs_only_with_trust_remote_code(tmp_path, monkeypatc
     assert type(model.model).__name__ == "CustomModel" and marker.exists()
 
 
-@pytest.mark.parametrize("architecture", tiny.ARCHITECTURES)
-def test_packed_sequences_get_the_rewards_of_padded_ones(architecture):
-    _, model = reward_model.load_reward_model(ModelSpec("tiny", architecture), "regression")
-    model.eval()
-    sequences = [[5, 6, 7, 8, 9, 10, 11], [12, 13], [14, 15, 16, 17]]
-    with torch.no_grad():
-        padded = model(*tokenization.pad(sequences, pad_id=0))
-        packed = model(**tokenization.pack(sequences))
-    torch.testing.assert_close(packed, padded, atol=1e-5, rtol=1e-4)
-
-
 def _long_sequences(seed: int = 0) -> list:
     """Past Gemma 2's tiny sliding window of 64, so the packed rows must keep it."""
     rng = torch.Generator().manual_seed(seed)
     return [torch.randint(6, 40, (length,), generator=rng).tolist() for length in (37, 90, 5, 130)]
+
+
+@pytest.mark.parametrize("architecture", tiny.ARCHITECTURES)
+def test_packed_sequences_get_the_rewards_of_padded_ones(architecture):
+    _, model = reward_model.load_reward_model(ModelSpec("tiny", architecture), "regression")
+    model.eval()
+    sequences = _long_sequences()
+    with torch.no_grad():
+        padded = model(*tokenization.pad(sequences, pad_id=0))
+        packed = model(**tokenization.pack(sequences))
+    torch.testing.assert_close(packed, padded, atol=1e-5, rtol=1e-4)
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU (the device machine runs it)")
