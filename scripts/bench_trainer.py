@@ -21,7 +21,7 @@ Contenders:
   checkpointing, and on a GPU with bf16 weights (fp32 otherwise, bf16 autocast), with Liger's kernels
   (skipped, and named, where liger-kernel is not installed) and with FlexAttention packing each pass's pairs
   into one row, no padding, each pair's prompt once (its default there) or not (the token budget then counts
-  real tokens; compiling its kernels counts in its time);
+  real tokens; its kernels compile in a one-step warm-up trial first, timed apart);
 - TRL: `RewardTrainer` with `RewardConfig`, as its docs show, the same batch split (micro-batch x accumulation),
   gradient checkpointing off (its default is on); skipped, and named, where trl or datasets is not installed;
 - plain: a PyTorch loop with right padding, random micro-batches, chosen and rejected in two passes.
@@ -120,8 +120,10 @@ def validation_accuracy(model, tokenizer, validation, max_length, device) -> flo
     return float((chosen[:, 0] > rejected[:, 0]).float().mean())
 
 
-def run_rmsweep(args, spec, data, **options):
-    """`options`: TrainConfig fields that differ from rmsweep's defaults (shared_prompt=False, ...)."""
+def run_rmsweep(args, spec, data, warm_up=False, **options):
+    """`options`: TrainConfig fields that differ from rmsweep's defaults (shared_prompt=False, ...). `warm_up`:
+    first a one-step trial in this process, timed apart, which compiles the kernels (as a long trial's first
+    steps would): the few steps measured here would otherwise be mostly compiling."""
     reports = []
     config = TrainConfig(
         model="bench", model_spec=spec, lr=args.lr, epochs=1,
@@ -129,6 +131,12 @@ def run_rmsweep(args, spec, data, **options):
                                   eval_every=args.steps, max_length=args.max_length),
         gradient_checkpointing=False, tokens_per_micro_batch=args.tokens_per_micro_batch,
     ).replace(**options)
+    warm_up_seconds = None
+    if warm_up:
+        started = time.perf_counter()
+        loop.fit_reward_model(config, {"train": data["train"][: args.batch], "validation": data["validation"][:8]},
+                              lambda metrics, checkpoint: None, device=args.device)
+        warm_up_seconds = time.perf_counter() - started
     loop.fit_reward_model(config, data, lambda metrics, checkpoint: reports.append(metrics), device=args.device)
     final = reports[-1]
     # A trial that ran out of memory or diverged ends early and reports its best accuracy so far (0 before its
@@ -138,7 +146,8 @@ def run_rmsweep(args, spec, data, **options):
                            f"{final['out_of_memory'] or 'diverged (non-finite loss)'}")
     computed = args.computed_tokens if final["layout"] in step.SHARED_PROMPT_LAYOUTS else args.train_tokens
     return {"tokens": args.train_tokens, "computed_tokens": computed,
-            "seconds": args.train_tokens / final["tokens_per_second"], "val_accuracy": final["val_accuracy"]}
+            "seconds": args.train_tokens / final["tokens_per_second"], "val_accuracy": final["val_accuracy"],
+            **({"warm_up_seconds": warm_up_seconds} if warm_up else {})}
 
 
 def run_plain(args, spec, data):
@@ -216,8 +225,9 @@ CONTENDERS = {
     "rmsweep, gradient checkpointing": _rmsweep(gradient_checkpointing=True),
     "rmsweep, bf16 weights": _rmsweep(precision="bf16"),
     "rmsweep, Liger kernels": _rmsweep(liger=True),
-    "rmsweep, FlexAttention packing": _rmsweep(attention="flex_attention"),
-    "rmsweep, FlexAttention packing, no shared prompt": _rmsweep(attention="flex_attention", shared_prompt=False),
+    "rmsweep, FlexAttention packing": _rmsweep(attention="flex_attention", warm_up=True),
+    "rmsweep, FlexAttention packing, no shared prompt": _rmsweep(attention="flex_attention", shared_prompt=False,
+                                                                 warm_up=True),
     "TRL RewardTrainer": run_trl,
     "plain PyTorch loop": run_plain,
 }
@@ -281,8 +291,10 @@ def run_contenders(args, spec, data) -> dict:
         figures = results[name]
         flops = 6 * args.params * figures["computed_tokens"] / figures["seconds"]
         mfu = f", MFU {flops / (args.peak_tflops * 1e12):.1%}" if args.device == "cuda" else ""
+        warm_up = (f", after a {figures['warm_up_seconds']:.0f} s warm-up trial" if "warm_up_seconds" in figures
+                   else "")
         print(f"  {name}: {figures['tokens'] / figures['seconds']:,.0f} tokens/s{mfu}, validation accuracy "
-              f"{figures['val_accuracy']:.3f}, peak memory {figures['peak_memory_mb']:,.0f} MB", flush=True)
+              f"{figures['val_accuracy']:.3f}, peak memory {figures['peak_memory_mb']:,.0f} MB{warm_up}", flush=True)
     return results
 
 

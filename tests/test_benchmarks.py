@@ -79,6 +79,23 @@ def test_the_gpu_checks_run_where_ray_optuna_datasets_and_trl_are_not_installed(
     assert re.search(r"  rmsweep: [\d,]+ tokens/s", finished.stdout), finished.stdout
 
 
+def test_a_warm_up_trial_runs_first_on_one_step_and_is_timed_apart(monkeypatch):
+    """The FlexAttention contenders' kernels compile in it, not in the few measured steps."""
+    trials = []
+
+    def fit(config, data, report, device):
+        trials.append(len(data["train"]))
+        report({"out_of_memory": "", "diverged": False, "layout": "padded", "tokens_per_second": 100.0,
+                "val_accuracy": 0.5}, None)
+    monkeypatch.setattr(bench_trainer.loop, "fit_reward_model", fit)
+    args = bench_trainer.parse_args(["--preset", "micro", "--steps", "4", "--batch", "8"])
+    args.train_tokens = args.computed_tokens = 1000
+    data = {"train": [{}] * 32, "validation": [{}] * 16}
+    figures = bench_trainer.CONTENDERS["rmsweep, FlexAttention packing"](args, ModelSpec("tiny", "qwen2"), data)
+    assert trials == [8, 32] and figures["warm_up_seconds"] >= 0 and figures["seconds"] == 10.0
+    assert "warm_up_seconds" not in bench_trainer.CONTENDERS["rmsweep"](args, ModelSpec("tiny", "qwen2"), data)
+
+
 def test_trainer_benchmark_skips_and_names_contenders_whose_packages_are_missing(monkeypatch):
     real_find_spec = bench_trainer.importlib.util.find_spec
     monkeypatch.setattr(bench_trainer.importlib.util, "find_spec",
