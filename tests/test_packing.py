@@ -58,14 +58,30 @@ def test_gemma2_rows_need_its_sliding_window(monkeypatch):
     assert (windowless - two_rewards).abs().max() > 1e-3
 
 
-@pytest.mark.parametrize("layout, architecture", [("packed_shared_prompt", "gemma2"), ("padding_free", "qwen2")])
-def test_flex_attention_packed_rows_give_the_rewards_of_two_padded_sequences(layout, architecture):
-    """One row, no padding: FlexAttention's block masks, ours keeping each rest to its pair's prompt (with Gemma
-    2's sliding window and soft-capping), or transformers' from the position ids. Forward only: PyTorch has no
-    FlexAttention backward on CPUs (the GPU tests compare gradients); compiling its kernels takes seconds here."""
-    # A second shape would recompile FlexAttention with dynamic shapes, which Inductor's CPU template fails to
-    # build (torch 2.13: "cur_qSplitSize9 was not declared"); each test compiles afresh for its own shapes.
-    torch._dynamo.reset()
+@pytest.fixture
+def uncompiled_flex_attention(monkeypatch):
+    """FlexAttention and its block masks as PyTorch's reference implementation runs them, uncompiled: the same
+    function of the same mask, without the 10-20 s a CPU compile takes (the GPU tests run the compiled kernels)."""
+    from torch.nn.attention import flex_attention
+    from transformers import masking_utils
+    from transformers.integrations import flex_attention as transformers_flex
+
+    def plain_create_block_mask(*args, _compile=False, **kwargs):
+        return flex_attention.create_block_mask(*args, **kwargs)
+    monkeypatch.setattr(transformers_flex, "compile_friendly_flex_attention",
+                        lambda query, key, value, training=False, **kwargs: flex_attention.flex_attention(
+                            query, key, value, **kwargs))
+    monkeypatch.setattr(masking_utils, "create_block_mask", plain_create_block_mask)
+    monkeypatch.setattr(masks, "_compiled_create_block_mask", lambda: flex_attention.create_block_mask)
+
+
+@pytest.mark.parametrize("layout", ["packed_shared_prompt", "padding_free"])
+@pytest.mark.parametrize("architecture", ["gemma2", "qwen2"])
+def test_flex_attention_packed_rows_give_the_rewards_of_two_padded_sequences(uncompiled_flex_attention, layout,
+                                                                             architecture):
+    """One row, no padding: FlexAttention's block masks, ours keeping each rest to its pair's prompt, or
+    transformers' from the position ids; Gemma 2 brings its sliding window and soft-capping. Forward only: PyTorch
+    has no FlexAttention backward on CPUs (the GPU tests compare gradients)."""
     spec, pairs = ModelSpec("tiny", architecture), _random_pairs(seed=1)
     _, eager = reward_model.load_reward_model(spec, "bt", attention="eager")
     _, flex = reward_model.load_reward_model(spec, "bt", attention="flex_attention")
