@@ -64,16 +64,20 @@ def test_every_rm_type_and_loss_learns_the_pairwise_order(overrides, at_least):
 
 # The first four steps' training losses of a gemma2 twin (seed 0, 32 pairs a step, CPU, fp32), pinned as
 # torchtune's recipe tests pin theirs: the invariants above cannot see a changed loss, schedule or data order.
-@pytest.mark.parametrize("overrides, losses", [
-    (dict(), [0.723224, 0.704029, 0.675415, 0.647289]),
-    (dict(rm_type="regression"), [4.923318, 6.792654, 6.647985, 5.418333]),
+@pytest.mark.parametrize("overrides, losses, later_tolerance", [
+    (dict(), [0.723224, 0.704029, 0.675415, 0.647289], 1e-4),
+    (dict(rm_type="regression"), [4.923318, 6.792654, 6.647985, 5.418333], 1e-4),
     # Re-pinned when shared-prompt rows came: a step's examples are sorted by their rows' lengths, so BNRM's noise
-    # draws meet other examples (BT and regression are unchanged); BNRM at this lr also moves by float rounding.
-    (dict(rm_type="bnrm", lr=3e-3), [0.809964, 0.771507, 0.723642, 0.595720]),
+    # draws meet other examples (BT and regression are unchanged). BNRM's first loss is exact, but its later ones
+    # move by up to 5e-3 with the CPU's kernels (1 or 2 threads, ATEN_CPU_CAPABILITY=default or avx2, two CI
+    # machines), so they are held to 1e-2, below the 0.025-0.085 by which a 3x lower lr moves them.
+    (dict(rm_type="bnrm", lr=3e-3), [0.809964, 0.771507, 0.723642, 0.595720], 1e-2),
 ], ids=["bt", "regression", "bnrm"])
-def test_the_first_steps_losses_are_pinned(overrides, losses):
+def test_the_first_steps_losses_are_pinned(overrides, losses, later_tolerance):
     reports, _ = _fit(train_pairs=128, eval_every=1, **overrides)
-    assert [metrics["train_loss"] for metrics, _ in reports] == pytest.approx(losses, abs=1e-4)
+    first, *later = [metrics["train_loss"] for metrics, _ in reports]
+    assert first == pytest.approx(losses[0], abs=1e-4)
+    assert later == pytest.approx(losses[1:], abs=later_tolerance)
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU (the device machine runs it)")
