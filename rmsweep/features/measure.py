@@ -72,14 +72,18 @@ def measure(model: FeatureModel, bench: Benchmark, local: Path | None, limit: in
             max_new_tokens: int | None, device: str) -> dict:
     """{value, items, seconds, settings}: the feature as the benchmark's settings define it."""
     from lm_eval import simple_evaluate
+    from lm_eval.tasks import TaskManager
 
     started = time.monotonic()
     if bench.name == "ifeval":
         ensure_punkt_tab()
     template = bench.chat_template and model.chat_template
+    # The task is inline: an index of lm-eval's own tasks (its default, read from thousands of YAML files) is not
+    # needed, and building it takes longer than measuring a small model.
     output = simple_evaluate(model=_language_model(model, device), tasks=[task_config(bench, local, max_new_tokens)],
-                             limit=limit, apply_chat_template=template, predict_only=bench.code,
-                             log_samples=bench.code, verbosity="ERROR")
+                             task_manager=TaskManager(include_defaults=False, verbosity="ERROR"), limit=limit,
+                             apply_chat_template=template, predict_only=bench.code, log_samples=bench.code,
+                             verbosity="ERROR")
     task = f"rmsweep_{bench.name}"
     if bench.code:
         samples = output["samples"][task]
