@@ -64,11 +64,13 @@ def scheduler(sweep: SweepConfig) -> PerModelASHA:
 def run_sweep(sweep: SweepConfig, aggregator, data_ref, ledger: list[dict] = (), trainable=None) -> tune.ResultGrid:
     """One Tune run over every base model; `data_ref` holds the train and validation records. `ledger`: the
     trials of an interrupted run of this sweep (--resume): finished ones are not run again, running ones go on.
-    `trainable`: a trial function of the sampled settings in place of training (the simulator's)."""
+    `trainable`: a trial function of the sampled settings in place of training (the simulator's); its trials
+    reuse their actors (a new process per trial would cost more than the trial)."""
     run_dir = storage.Location(sweep.run_dir)
     finished = [row for row in ledger if row["status"] not in CONTINUED]
     interrupted = [row for row in ledger if row["status"] in CONTINUED]
     checkpoints = run_dir.child("checkpoints")
+    simulated = trainable is not None
     trainable = trainable or tune.with_parameters(
         run_trial, sweep=sweep, data_ref=data_ref, checkpoint_storage=checkpoints.uri,
         # One file per base model that ran out of memory without checkpointing (see training/loop.py).
@@ -81,8 +83,7 @@ def run_sweep(sweep: SweepConfig, aggregator, data_ref, ledger: list[dict] = (),
             scheduler=scheduler(sweep),
             num_samples=-1 if total is None else total - len(finished),  # -1: until the searcher ends
             max_concurrent_trials=sweep.max_concurrent_trials,
-            # A finished trial's driver actor takes the next trial: no new process and torch import per trial.
-            reuse_actors=True,
+            reuse_actors=simulated,
         ),
         run_config=tune.RunConfig(
             name="tune", storage_path=run_dir.uri, verbose=0, stop=StopOnInterrupt(),
