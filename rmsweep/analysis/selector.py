@@ -92,6 +92,25 @@ def correlations(scores: dict, table: pd.DataFrame, sections: dict) -> list[dict
     return rows
 
 
+def rank_candidates(pipeline, candidates: pd.DataFrame | None, features: list[str], impute: bool,
+                    out_of_fold_errors: pd.Series) -> tuple[list[dict], list[dict]]:
+    """The candidates by predicted score, each with an interval from the out-of-fold errors (what the selector's
+    predictions missed by, on models whose own scores it never saw); and those it cannot rank, with the
+    features they lack."""
+    if candidates is None or not len(candidates):
+        return [], []
+    lacking = candidates[features].isna().any(axis=1) & (not impute)
+    rankable = candidates[~lacking]
+    predicted = np.asarray(pipeline.predict(rankable[features]) if len(rankable) else [])
+    low, high = np.quantile(out_of_fold_errors, [INTERVAL[0], INTERVAL[1]])
+    ranking = (rankable.assign(predicted=predicted, low=predicted + low, high=predicted + high)
+               .sort_values("predicted", ascending=False, kind="stable")[["name", "predicted", "low", "high"]]
+               .to_dict(orient="records"))
+    unranked = [{"name": row["name"], "missing": [f for f in features if pd.isna(row[f])]}
+                for _, row in candidates[lacking].iterrows()]
+    return ranking, unranked
+
+
 def fit_selector(table: pd.DataFrame, target: str, features=DEFAULT_FEATURES, sections: dict | None = None,
                  candidates: pd.DataFrame | None = None, folds: int = 10, seed: int = 0,
                  impute: bool = False) -> dict:
@@ -123,20 +142,7 @@ def fit_selector(table: pd.DataFrame, target: str, features=DEFAULT_FEATURES, se
     single = {feature: table[feature] for feature in features}
     actual = table[target]
 
-    ranking, unranked = [], []
-    if candidates is not None and len(candidates):
-        lacking = candidates[features].isna().any(axis=1) & (not impute)
-        rankable = candidates[~lacking]
-        predicted = pipeline.predict(rankable[features]) if len(rankable) else []
-        # An 80% interval from the out-of-fold errors: what the selector's predictions missed by, on models whose
-        # own scores it never saw.
-        low, high = np.quantile(actual - out_of_fold, [INTERVAL[0], INTERVAL[1]])
-        ranking = (rankable.assign(predicted=predicted, low=np.asarray(predicted) + low,
-                                   high=np.asarray(predicted) + high)
-                   .sort_values("predicted", ascending=False, kind="stable")[["name", "predicted", "low", "high"]]
-                   .to_dict(orient="records"))
-        unranked = [{"name": row["name"], "missing": [f for f in features if pd.isna(row[f])]}
-                    for _, row in candidates[lacking].iterrows()]
+    ranking, unranked = rank_candidates(pipeline, candidates, features, impute, actual - out_of_fold)
     return {
         **summary, "status": "fitted",
         **chosen,
