@@ -11,6 +11,7 @@ worker dies resumes at its last evaluation (Ray Train hands the loop its latest 
 A non-finite loss on any rank stops the trial with `diverged` in its last report. Out of memory: see
 `handle_out_of_memory`.
 """
+import functools
 import itertools
 import json
 import math
@@ -191,12 +192,11 @@ def remaining_steps(trial: Trial):
     config, training = trial.config, trial.config.training
     lengths = shapes = None
     packed = trial.layout in step.PACKED_LAYOUTS
+    units = functools.cache(lambda: batching.unit_lengths(trial.train, trial.prompts))  # one pass over the pairs
     if config.length_grouping or config.tokens_per_micro_batch:
-        lengths = (batching.unit_lengths(trial.train, trial.prompts) if trial.layout in step.SHARED_PROMPT_LAYOUTS
-                   else batching.sequence_lengths(trial.train))
+        lengths = units() if trial.layout in step.SHARED_PROMPT_LAYOUTS else batching.sequence_lengths(trial.train)
     if config.tokens_per_micro_batch:
-        shapes = (batching.unit_lengths(trial.train, trial.prompts) if packed
-                  else batching.pass_shapes(trial.train, trial.prompts))
+        shapes = units() if packed else batching.pass_shapes(trial.train, trial.prompts)
     every_step = ((epoch, micro_batches) for epoch in range(config.epochs)
                   for micro_batches in batching.rank_micro_batches(
                       len(trial.train.sequences), training.global_batch_size, training.micro_batch_size, trial.rank,
